@@ -1,0 +1,73 @@
+//! The application contract: one async call per connection.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::{Receiver, Scope, Sender};
+
+/// The error an application returns. Any `std::error::Error` converts into it
+/// with `?`, and so does a `&str` or `String` message.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A boxed, sendable future, as returned by [`App::call`].
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// An application shared by every connection of a server.
+pub type SharedApp = Arc<dyn App>;
+
+/// A PAGI application: called once per connection (once per request for
+/// HTTP, once per session for WebSocket, once per process for lifespan).
+///
+/// The returned future is the connection's completion: when it resolves the
+/// server finishes the response or closes the session. An `Err` is how an app
+/// declines a scope type it does not handle (see [`unsupported_scope`]).
+///
+/// Implemented for every `Fn(Scope, Receiver, Sender) -> impl Future<Output =
+/// Result<(), E>>`, so a plain `async fn` is an app.
+pub trait App: Send + Sync + 'static {
+    /// Run the application for one connection.
+    fn call(&self, scope: Scope, receive: Receiver, send: Sender)
+        -> BoxFuture<Result<(), BoxError>>;
+}
+
+impl<F, Fut, E> App for F
+where
+    F: Fn(Scope, Receiver, Sender) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<BoxError> + 'static,
+{
+    fn call(
+        &self,
+        scope: Scope,
+        receive: Receiver,
+        send: Sender,
+    ) -> BoxFuture<Result<(), BoxError>> {
+        let fut = self(scope, receive, send);
+        Box::pin(async move { fut.await.map_err(Into::into) })
+    }
+}
+
+/// Wrap an app (an `async fn` or closure) into a [`SharedApp`] for a server.
+///
+/// ```
+/// async fn app(_: pagi::Scope, _: pagi::Receiver, _: pagi::Sender) -> Result<(), pagi::BoxError> {
+///     Ok(())
+/// }
+/// let shared: pagi::SharedApp = pagi::app_fn(app);
+/// ```
+pub fn app_fn<A: App>(app: A) -> SharedApp {
+    Arc::new(app)
+}
+
+/// The error an app returns for a scope type it does not support, as the spec
+/// requires ("Applications must throw an exception if the incoming scope type
+/// is not supported"). The message is `Unsupported scope type: <type>`.
+///
+/// ```
+/// let scope = pagi::Scope::Lifespan(pagi::LifespanScope::default());
+/// assert_eq!(pagi::unsupported_scope(&scope).to_string(), "Unsupported scope type: lifespan");
+/// ```
+pub fn unsupported_scope(scope: &Scope) -> BoxError {
+    format!("Unsupported scope type: {}", scope.type_name()).into()
+}
