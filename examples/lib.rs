@@ -77,6 +77,9 @@ pub fn find(spec: &str) -> Option<&'static Example> {
         let (num, short) = e.name.split_once('-').unwrap_or((e.name, e.name));
         key == e.name
             || key == short
-            || key.parse::<u32>().ok().is_some_and(|n| num.parse::<u32>().ok() == Some(n))
+            || key
+                .parse::<u32>()
+                .ok()
+                .is_some_and(|n| num.parse::<u32>().ok() == Some(n))
     })
 }

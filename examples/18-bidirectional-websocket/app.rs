@@ -25,7 +25,9 @@ pub async fn app(scope: Scope, mut receive: Receiver, send: Sender) -> Result<()
     }
     match receive.recv().await {
         ReceiveEvent::WebSocketConnect => {}
-        other => return Err(format!("expected websocket.connect, got {}", other.type_name()).into()),
+        other => {
+            return Err(format!("expected websocket.connect, got {}", other.type_name()).into())
+        }
     }
     send.send(SendEvent::accept()).await?;
 
@@ -49,7 +51,8 @@ pub async fn app(scope: Scope, mut receive: Receiver, send: Sender) -> Result<()
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         for n in 1u64.. {
             ticks.tick().await;
-            send.send(SendEvent::text(format!("server tick #{n}"))).await?;
+            send.send(SendEvent::text(format!("server tick #{n}")))
+                .await?;
         }
         Ok::<(), BoxError>(())
     };

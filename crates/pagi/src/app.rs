@@ -27,8 +27,12 @@ pub type SharedApp = Arc<dyn App>;
 /// Result<(), E>>`, so a plain `async fn` is an app.
 pub trait App: Send + Sync + 'static {
     /// Run the application for one connection.
-    fn call(&self, scope: Scope, receive: Receiver, send: Sender)
-        -> BoxFuture<Result<(), BoxError>>;
+    fn call(
+        &self,
+        scope: Scope,
+        receive: Receiver,
+        send: Sender,
+    ) -> BoxFuture<Result<(), BoxError>>;
 }
 
 impl<F, Fut, E> App for F

@@ -60,7 +60,8 @@ impl Headers {
 
     /// Remove every header named `name` (case-insensitive).
     pub fn remove(&mut self, name: &str) {
-        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name.as_bytes()));
+        self.0
+            .retain(|(n, _)| !n.eq_ignore_ascii_case(name.as_bytes()));
     }
 
     /// The pairs, in order.
@@ -98,7 +99,11 @@ impl fmt::Debug for Headers {
 
 impl<K: Into<Bytes>, V: Into<Bytes>> FromIterator<(K, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Headers(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        Headers(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 

@@ -1,0 +1,139 @@
+//! Server configuration: every limit, its default, and what happens at it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use pagi_ws::DeflateConfig;
+
+/// What to do about the lifespan protocol at startup (`--lifespan`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LifespanMode {
+    /// Run it; if the app declines (errors or returns without answering),
+    /// log `Lifespan not supported, continuing without it` and serve.
+    #[default]
+    Auto,
+    /// Run it; a decline is a startup failure.
+    On,
+    /// Do not run it.
+    Off,
+}
+
+/// What to do when a WebSocket app does not drain `receive` and the
+/// inbound queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QueuePolicy {
+    /// Stop reading the socket until the app catches up: TCP pushes back on
+    /// the client and no message is lost.
+    #[default]
+    Backpressure,
+    /// Close the connection with 1008 and disconnect reason `queue_overflow`.
+    Close,
+}
+
+/// The server's settings. `Config::default()` is what `pagi-server` runs
+/// with when no flag is given.
+///
+/// ```
+/// let config = pagi_server::Config {
+///     bind: "127.0.0.1:0".parse().unwrap(),
+///     ..Default::default()
+/// };
+/// assert_eq!(config.ws_write_high_watermark, 64 * 1024);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:5000`.
+    pub bind: SocketAddr,
+    /// Lifespan handling. Default [`LifespanMode::Auto`].
+    pub lifespan: LifespanMode,
+    /// How long to wait for `lifespan.startup.complete`; zero waits forever.
+    /// At the limit startup fails. Default 30 s.
+    pub lifespan_startup_timeout: Duration,
+    /// On SIGINT/SIGTERM: how long open connections and apps get to finish
+    /// (WebSockets are sent Close 1001 first) before they are dropped, and
+    /// how long `lifespan.shutdown` may take. Default 30 s.
+    pub shutdown_timeout: Duration,
+    /// Concurrent connections. At the limit new connections get a canned
+    /// `503 Service Unavailable` with `Retry-After: 5` and are closed.
+    /// Default: the process's open-file limit minus 64.
+    pub max_connections: usize,
+    /// Largest request body in bytes. A larger `Content-Length` gets 413
+    /// before the app runs; a chunked body that grows past it ends the
+    /// request (413 if no response started; the app sees `http.disconnect`).
+    /// Default 10 MB.
+    pub max_body_size: u64,
+    /// Largest request head (request line + headers) in bytes; beyond it the
+    /// client gets 431. Minimum 8192. Default 64 KiB.
+    pub max_header_size: usize,
+    /// Most request headers; beyond it the client gets 431. Default 100.
+    pub max_header_count: usize,
+    /// Time allowed to receive a request head (also bounds an idle
+    /// keep-alive connection); at the limit the connection is closed.
+    /// Default 60 s.
+    pub header_read_timeout: Duration,
+    /// Largest WebSocket message (after decompression) or frame; beyond it
+    /// the connection is closed with 1009. Default 16 MiB.
+    pub ws_max_message_size: usize,
+    /// Messages the server buffers between the socket and the app's
+    /// `receive`. At the limit, [`Config::ws_queue_policy`] applies. Default 64.
+    pub ws_max_receive_queue: usize,
+    /// What happens when the inbound queue is full. Default backpressure.
+    pub ws_queue_policy: QueuePolicy,
+    /// Outbound bytes at which `send` starts to wait (`pagi.transport`'s
+    /// high-water mark). Default 64 KiB.
+    pub ws_write_high_watermark: usize,
+    /// Outbound bytes below which waiting sends resume. Default 16 KiB.
+    pub ws_write_low_watermark: usize,
+    /// Close the connection (1006 `idle_timeout` to the app) when nothing
+    /// arrives from the client for this long; `None` disables. Default off.
+    pub ws_idle_timeout: Option<Duration>,
+    /// After a Close frame is sent, how long to wait for the peer's Close
+    /// before dropping the TCP connection. Default 5 s.
+    pub ws_close_timeout: Duration,
+    /// permessage-deflate policy (RFC 7692). Default on, no server context
+    /// takeover (no compressor memory kept between messages).
+    pub ws_deflate: DeflateConfig,
+    /// Runtime worker threads; zero means one per core. Default 0.
+    pub workers: usize,
+    /// Suppress informational log lines. Default false.
+    pub quiet: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            lifespan: LifespanMode::Auto,
+            lifespan_startup_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(30),
+            max_connections: default_max_connections(),
+            max_body_size: 10_000_000,
+            max_header_size: 64 * 1024,
+            max_header_count: 100,
+            header_read_timeout: Duration::from_secs(60),
+            ws_max_message_size: 16 * 1024 * 1024,
+            ws_max_receive_queue: 64,
+            ws_queue_policy: QueuePolicy::Backpressure,
+            ws_write_high_watermark: 64 * 1024,
+            ws_write_low_watermark: 16 * 1024,
+            ws_idle_timeout: None,
+            ws_close_timeout: Duration::from_secs(5),
+            ws_deflate: DeflateConfig::default(),
+            workers: 0,
+            quiet: false,
+        }
+    }
+}
+
+/// The soft open-file limit minus a margin for listeners, logs and files
+/// apps open; 1024 where it cannot be read.
+fn default_max_connections() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
+        })
+        .map_or(1024, |n| n.saturating_sub(64).max(16))
+}

@@ -1,0 +1,431 @@
+//! One HTTP request/response exchange: the app's receive source, its send
+//! sink, and the response body hyper pulls from. The app future is driven
+//! from inside hyper's connection task (no task per request); if hyper drops
+//! it early (client gone, or the app still running after the response
+//! ended) the rest of the app is moved to a task of its own, where its
+//! `receive` returns `http.disconnect` and its sends are no-ops.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use pagi::{
+    Body, BoxError, BoxFuture, Connection, EventSink, EventSource, Headers, ReceiveEvent,
+    SendError, SendEvent, Transport,
+};
+
+/// The response head the app produced, ready for hyper.
+pub(crate) type Head = http::response::Parts;
+
+#[derive(Default)]
+struct Inner {
+    head: Option<Head>,
+    started: bool,
+    trailers_expected: bool,
+    frames: VecDeque<Frame<Bytes>>,
+    queued: usize,
+    body_done: bool,
+    /// Client gone or exchange abandoned: sends are no-ops.
+    closed: bool,
+    /// The request body exceeded `max_body_size`.
+    too_large: bool,
+    /// The task polling the app (service future or response body).
+    driver: Option<Waker>,
+    /// An app waiting in `receive` for the end of the exchange.
+    receiver: Option<Waker>,
+}
+
+/// State shared by the source, the sink and the response body.
+pub(crate) struct Exchange {
+    inner: Mutex<Inner>,
+    pub(crate) conn: Connection,
+    pub(crate) transport: Transport,
+    protocol: &'static str,
+}
+
+impl Exchange {
+    pub(crate) fn new(conn: Connection, transport: Transport, protocol: &'static str) -> Arc<Self> {
+        Arc::new(Exchange {
+            inner: Mutex::new(Inner::default()),
+            conn,
+            transport,
+            protocol,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn too_large(&self) -> bool {
+        self.lock().too_large
+    }
+
+    /// The client went away (or the exchange was abandoned).
+    pub(crate) fn close(&self, reason: &str) {
+        let wakers = {
+            let mut inner = self.lock();
+            inner.closed = true;
+            inner.frames.clear();
+            inner.queued = 0;
+            [inner.driver.take(), inner.receiver.take()]
+        };
+        self.conn.disconnect(reason);
+        self.transport.close();
+        wakers.into_iter().flatten().for_each(Waker::wake);
+    }
+
+    fn start(&self, status: u16, headers: &Headers, trailers: bool) -> Result<(), SendError> {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Ok(());
+        }
+        if inner.started {
+            return Err(SendError::new(format!(
+                "{}.response.start sent twice",
+                self.protocol
+            )));
+        }
+        let head = response_head(status, headers)?;
+        inner.started = true;
+        inner.trailers_expected = trailers;
+        inner.head = Some(head);
+        self.conn.mark_response_started();
+        if let Some(w) = inner.driver.take() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    fn push_body(&self, chunk: Bytes, more: bool) -> Result<(), SendError> {
+        let queued = {
+            let mut inner = self.lock();
+            if inner.closed {
+                return Ok(());
+            }
+            if !inner.started {
+                return Err(SendError::new(format!(
+                    "{}.response.body before {}.response.start",
+                    self.protocol, self.protocol
+                )));
+            }
+            if inner.body_done {
+                return Err(SendError::new(
+                    "response body sent after the response ended",
+                ));
+            }
+            if !chunk.is_empty() {
+                inner.queued += chunk.len();
+                inner.frames.push_back(Frame::data(chunk));
+            }
+            if !more && !inner.trailers_expected {
+                inner.body_done = true;
+            }
+            if let Some(w) = inner.driver.take() {
+                w.wake();
+            }
+            inner.queued
+        };
+        self.transport.set_buffered(queued);
+        Ok(())
+    }
+
+    fn push_trailers(&self, headers: &Headers) -> Result<(), SendError> {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Ok(());
+        }
+        if !inner.trailers_expected || inner.body_done {
+            return Err(SendError::new(
+                "http.response.trailers without http.response.start trailers=1",
+            ));
+        }
+        let map = header_map(headers)?;
+        inner.frames.push_back(Frame::trailers(map));
+        inner.body_done = true;
+        if let Some(w) = inner.driver.take() {
+            w.wake();
+        }
+        Ok(())
+    }
+}
+
+/// Build a validated response head: status in 100..=999 and headers that
+/// pass the spec's byte-safety rule. `transfer-encoding` from the app is
+/// dropped (the server owns framing).
+pub(crate) fn response_head(status: u16, headers: &Headers) -> Result<Head, SendError> {
+    let status = StatusCode::from_u16(status)
+        .map_err(|_| SendError::new(format!("Invalid status code: {status}")))?;
+    let mut resp = http::Response::new(());
+    *resp.status_mut() = status;
+    *resp.headers_mut() = header_map(headers)?;
+    resp.headers_mut().remove(http::header::TRANSFER_ENCODING);
+    Ok(resp.into_parts().0)
+}
+
+pub(crate) fn header_map(headers: &Headers) -> Result<HeaderMap, SendError> {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        pagi::validate_header(name, value).map_err(|e| SendError::new(e.to_string()))?;
+        let name = HeaderName::from_bytes(name)
+            .map_err(|_| SendError::new("Invalid header name: not an HTTP token"))?;
+        let value = HeaderValue::from_maybe_shared(value.clone())
+            .map_err(|_| SendError::new("Invalid header value: contains control characters"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// The app's `send` for an http (or sse-declined) exchange.
+pub(crate) struct HttpSink(pub(crate) Arc<Exchange>);
+
+impl EventSink for HttpSink {
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.transport.poll_writable(cx)
+    }
+
+    fn start_send(&self, event: SendEvent) -> Result<(), SendError> {
+        let ex = &self.0;
+        match event {
+            SendEvent::HttpResponseStart {
+                status,
+                headers,
+                trailers,
+            } => ex.start(status, &headers, trailers),
+            SendEvent::HttpResponseBody { body, more } => match body {
+                Body::Bytes(b) => ex.push_body(b, more),
+                _ => Err(SendError::new(
+                    "file and fh response bodies are not supported by this server yet",
+                )),
+            },
+            SendEvent::HttpResponseTrailers { headers } => ex.push_trailers(&headers),
+            SendEvent::HttpFullflush => Err(SendError::new("Extension not enabled: fullflush")),
+            other => Err(SendError::unrecognized(&other, "http")),
+        }
+    }
+}
+
+/// The app's `receive` for an http exchange: the request body as
+/// `http.request` events, then `http.disconnect` once the response is done
+/// or the client is gone.
+pub(crate) struct HttpSource {
+    pub(crate) body: Incoming,
+    pub(crate) ex: Arc<Exchange>,
+    pub(crate) limit: u64,
+    pub(crate) read: u64,
+    pub(crate) body_finished: bool,
+}
+
+impl EventSource for HttpSource {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
+        loop {
+            if self.body_finished {
+                let mut inner = self.ex.lock();
+                if inner.closed || inner.body_done {
+                    return Poll::Ready(ReceiveEvent::HttpDisconnect);
+                }
+                inner.receiver = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            if self.ex.lock().closed {
+                self.body_finished = true;
+                continue;
+            }
+            match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
+                    self.body_finished = true;
+                    return Poll::Ready(ReceiveEvent::HttpRequest {
+                        body: Bytes::new(),
+                        more: false,
+                    });
+                }
+                Poll::Ready(Some(Err(_))) => {
+                    self.body_finished = true;
+                    self.ex.close("client_closed");
+                    return Poll::Ready(ReceiveEvent::HttpDisconnect);
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue; // request trailers are not part of PAGI
+                    };
+                    self.read += data.len() as u64;
+                    if self.limit > 0 && self.read > self.limit {
+                        self.body_finished = true;
+                        self.ex.lock().too_large = true;
+                        self.ex.close("body_too_large");
+                        return Poll::Ready(ReceiveEvent::HttpDisconnect);
+                    }
+                    let more = !self.body.is_end_stream();
+                    self.body_finished = !more;
+                    if data.is_empty() && more {
+                        continue;
+                    }
+                    return Poll::Ready(ReceiveEvent::HttpRequest { body: data, more });
+                }
+            }
+        }
+    }
+}
+
+/// Owns the running app future. Dropping it early moves the app to a task
+/// of its own (see the module docs) instead of cancelling it mid-flight.
+pub(crate) struct AppDriver {
+    fut: Option<BoxFuture<Result<(), BoxError>>>,
+    result: Option<Result<(), BoxError>>,
+    ex: Arc<Exchange>,
+    /// Keeps the connection counted while the app runs.
+    live: Option<crate::server::LiveGuard>,
+}
+
+/// What the app did before the response could be built.
+pub(crate) enum Outcome {
+    Started(Head),
+    Finished(Result<(), BoxError>),
+}
+
+impl AppDriver {
+    pub(crate) fn new(
+        fut: BoxFuture<Result<(), BoxError>>,
+        ex: Arc<Exchange>,
+        live: crate::server::LiveGuard,
+    ) -> Self {
+        AppDriver {
+            fut: Some(fut),
+            result: None,
+            ex,
+            live: Some(live),
+        }
+    }
+
+    fn poll_app(&mut self, cx: &mut Context<'_>) {
+        if let Some(fut) = &mut self.fut {
+            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                self.fut = None;
+                self.result = Some(r);
+            }
+        }
+    }
+
+    /// Drive the app until it starts the response or finishes.
+    pub(crate) fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        self.poll_app(cx);
+        let mut inner = self.ex.lock();
+        if let Some(head) = inner.head.take() {
+            return Poll::Ready(Outcome::Started(head));
+        }
+        if let Some(r) = self.result.take() {
+            return Poll::Ready(Outcome::Finished(r));
+        }
+        inner.driver = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    pub(crate) fn body(self) -> AppBody {
+        AppBody {
+            driver: self,
+            hint: None,
+        }
+    }
+}
+
+impl Drop for AppDriver {
+    fn drop(&mut self) {
+        let Some(fut) = self.fut.take() else {
+            return;
+        };
+        // Hyper let go before the app finished: the client left, or the
+        // response ended while the app still has work to do.
+        self.ex.close("client_closed");
+        let live = self.live.take();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Err(e) = fut.await {
+                    tracing::debug!("PAGI application error after the client left: {e}");
+                }
+                drop(live);
+            });
+        }
+    }
+}
+
+/// The response body hyper pulls: drives the app and yields what it sent.
+pub(crate) struct AppBody {
+    driver: AppDriver,
+    hint: Option<u64>,
+}
+
+impl AppBody {
+    /// If the whole body is already queued, report its exact size so hyper
+    /// can send `Content-Length` instead of chunked framing.
+    pub(crate) fn seal_if_complete(mut self) -> Self {
+        self.hint = {
+            let inner = self.driver.ex.lock();
+            (inner.body_done && inner.frames.iter().all(Frame::is_data))
+                .then_some(inner.queued as u64)
+        };
+        self
+    }
+}
+
+impl HttpBody for AppBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        this.driver.poll_app(cx);
+        let ex = this.driver.ex.clone();
+        let mut inner = ex.lock();
+        if let Some(frame) = inner.frames.pop_front() {
+            if let Some(d) = frame.data_ref() {
+                inner.queued -= d.len();
+            }
+            let queued = inner.queued;
+            drop(inner);
+            ex.transport.set_buffered(queued);
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if inner.body_done || inner.closed {
+            drop(inner);
+            ex.conn.mark_complete();
+            return Poll::Ready(None);
+        }
+        match this.driver.result.take() {
+            Some(Err(e)) => {
+                drop(inner);
+                tracing::error!("PAGI application error (after response started): {e}");
+                ex.close("server_error");
+                // An error frame makes hyper drop the connection without
+                // the terminating chunk: the client sees a truncated body.
+                Poll::Ready(Some(Err(e)))
+            }
+            Some(Ok(())) => {
+                // The app returned: its response is finished.
+                inner.body_done = true;
+                drop(inner);
+                ex.conn.mark_complete();
+                Poll::Ready(None)
+            }
+            None => {
+                inner.driver = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.hint {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! HTTP/1.1 on hyper: one service call per request, dispatching to the
+//! WebSocket upgrade path or to an `http` exchange with the app.
+
+mod exchange;
+pub(crate) mod scope;
+
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::Frame;
+use hyper::body::Incoming;
+use pagi::{Connection, HttpScope, Receiver, Scope, Sender, ServerAddr, Transport};
+
+pub(crate) use exchange::{header_map, response_head, AppBody};
+use exchange::{AppDriver, Exchange, HttpSink, HttpSource, Outcome};
+
+use crate::server::Ctx;
+
+/// Either a canned response or the app's streamed one.
+pub(crate) enum ResponseBody {
+    Canned(Option<Bytes>),
+    App(AppBody),
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = pagi::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            ResponseBody::Canned(b) => std::task::Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::App(a) => std::pin::Pin::new(a).poll_frame(cx),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            ResponseBody::Canned(b) => {
+                http_body::SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            ResponseBody::App(a) => a.size_hint(),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, ResponseBody::Canned(None))
+    }
+}
+
+/// A short text/plain response the server makes itself.
+pub(crate) fn canned(status: StatusCode, close: bool) -> Response<ResponseBody> {
+    let text = format!("{}\n", status.canonical_reason().unwrap_or("Error"));
+    let mut resp = Response::new(ResponseBody::Canned(Some(Bytes::from(text))));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if close {
+        h.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+/// hyper's service entry point for one request.
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    ctx: Arc<Ctx>,
+    peer: std::net::SocketAddr,
+) -> Result<Response<ResponseBody>, std::convert::Infallible> {
+    if crate::ws::is_upgrade_request(&req) {
+        return Ok(crate::ws::handle_upgrade(req, ctx, peer).await);
+    }
+    Ok(handle_http(req, ctx, peer).await)
+}
+
+async fn handle_http(
+    req: Request<Incoming>,
+    ctx: Arc<Ctx>,
+    peer: std::net::SocketAddr,
+) -> Response<ResponseBody> {
+    let (parts, body) = req.into_parts();
+    let limit = ctx.config.max_body_size;
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if limit > 0 && declared.is_some_and(|n| n > limit) {
+        return canned(StatusCode::PAYLOAD_TOO_LARGE, true);
+    }
+    let head = scope::request_head(&parts);
+    let conn = Connection::new();
+    let transport = Transport::new(
+        ctx.config.ws_write_high_watermark,
+        ctx.config.ws_write_low_watermark,
+    );
+    let scope = HttpScope {
+        http_version: head.http_version,
+        method: parts.method.as_str().to_owned(),
+        scheme: "http".into(),
+        path: head.path,
+        raw_path: head.raw_path,
+        query_string: head.query_string,
+        headers: head.headers,
+        client: Some(peer),
+        server: Some(ServerAddr::Tcp(ctx.local)),
+        state: ctx.state.clone(),
+        connection: conn.clone(),
+        transport: Some(transport.clone()),
+        ..HttpScope::default()
+    };
+    let ex = Exchange::new(conn, transport, "http");
+    let receiver = Receiver::new(HttpSource {
+        body,
+        ex: ex.clone(),
+        limit,
+        read: 0,
+        body_finished: false,
+    });
+    let sender = Sender::new(Arc::new(HttpSink(ex.clone())));
+    let fut = ctx.app.call(Scope::Http(scope), receiver, sender);
+    let mut driver = AppDriver::new(fut, ex.clone(), ctx.live.guard());
+
+    match poll_fn(|cx| driver.poll_head(cx)).await {
+        Outcome::Started(head) => {
+            let body = driver.body().seal_if_complete();
+            Response::from_parts(head, ResponseBody::App(body))
+        }
+        Outcome::Finished(result) => {
+            if ex.too_large() {
+                return canned(StatusCode::PAYLOAD_TOO_LARGE, true);
+            }
+            if !ex.conn.is_connected() {
+                // The client already left: not an application error.
+                return canned(StatusCode::INTERNAL_SERVER_ERROR, true);
+            }
+            match result {
+                Ok(()) => tracing::error!("PAGI application returned without starting a response"),
+                Err(e) => tracing::error!("PAGI application error: {e}"),
+            }
+            ex.conn.mark_response_started();
+            ex.close("server_error");
+            canned(StatusCode::INTERNAL_SERVER_ERROR, true)
+        }
+    }
+}

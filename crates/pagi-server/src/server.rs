@@ -1,0 +1,303 @@
+//! The listener, the accept loop, per-connection tasks, and graceful
+//! shutdown as architecture: one watch channel tells every connection the
+//! server is draining, and a live-connection count tells the server when
+//! they are all gone.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use pagi::{SharedApp, State};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+
+use crate::lifespan::Lifespan;
+use crate::{Config, Error};
+
+/// Where the server is in its life; connections watch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    Running,
+    /// Stop accepting; close idle keep-alives; send WebSockets Close 1001.
+    Draining,
+    /// The shutdown timeout ran out: drop whatever is left.
+    Stopped,
+}
+
+/// Everything a connection needs, shared by all of them.
+pub(crate) struct Ctx {
+    pub(crate) app: SharedApp,
+    pub(crate) config: Config,
+    pub(crate) state: Option<State>,
+    pub(crate) local: SocketAddr,
+    pub(crate) phase: watch::Receiver<Phase>,
+    pub(crate) live: Arc<Live>,
+}
+
+/// The count of live connections (including apps still running after
+/// their connection closed).
+#[derive(Default)]
+pub(crate) struct Live {
+    count: AtomicUsize,
+    zero: Notify,
+}
+
+impl Live {
+    pub(crate) fn guard(self: &Arc<Self>) -> LiveGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        LiveGuard(self.clone())
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    async fn wait_zero(&self) {
+        loop {
+            let notified = self.zero.notified();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Counts one live connection or app until dropped.
+pub(crate) struct LiveGuard(Arc<Live>);
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.zero.notify_waiters();
+        }
+    }
+}
+
+/// A handle to a running server: its address, its live-connection count,
+/// and a way to start a graceful shutdown.
+#[derive(Clone)]
+pub struct ServerHandle {
+    local: SocketAddr,
+    live: Arc<Live>,
+    phase: Arc<watch::Sender<Phase>>,
+}
+
+impl ServerHandle {
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Connections (and their apps) currently alive.
+    pub fn live_connections(&self) -> usize {
+        self.live.count()
+    }
+
+    /// Begin a graceful shutdown, as SIGTERM does.
+    pub fn shutdown(&self) {
+        self.phase.send_if_modified(|p| {
+            let changed = *p == Phase::Running;
+            if changed {
+                *p = Phase::Draining;
+            }
+            changed
+        });
+    }
+}
+
+/// A bound server, lifespan started, ready to [`Server::run`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), pagi_server::Error> {
+/// async fn app(_: pagi::Scope, _: pagi::Receiver, _: pagi::Sender) -> Result<(), pagi::BoxError> {
+///     Ok(())
+/// }
+/// let server = pagi_server::Server::bind(pagi_server::Config::default(), pagi::app_fn(app)).await?;
+/// println!("listening on {}", server.handle().local_addr());
+/// server.run().await
+/// # }
+/// ```
+pub struct Server {
+    listener: TcpListener,
+    ctx: Arc<Ctx>,
+    lifespan: Option<Lifespan>,
+    handle: ServerHandle,
+}
+
+impl Server {
+    /// Run the lifespan startup, then bind `config.bind`. Fails if the app
+    /// sends `lifespan.startup.failed` (before any port is bound) or the
+    /// address cannot be bound.
+    pub async fn bind(config: Config, app: SharedApp) -> Result<Server, Error> {
+        let lifespan = crate::lifespan::startup(&app, &config).await?;
+        let listener = bind_listener(config.bind)?;
+        let local = listener.local_addr().map_err(Error::io)?;
+        let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+        let live = Arc::new(Live::default());
+        let ctx = Arc::new(Ctx {
+            app,
+            state: lifespan.as_ref().map(Lifespan::state_snapshot),
+            config,
+            local,
+            phase: phase_rx,
+            live: live.clone(),
+        });
+        Ok(Server {
+            listener,
+            ctx,
+            lifespan,
+            handle: ServerHandle {
+                local,
+                live,
+                phase: Arc::new(phase_tx),
+            },
+        })
+    }
+
+    /// A handle for tests and embedding code.
+    pub fn handle(&self) -> ServerHandle {
+        self.handle.clone()
+    }
+
+    /// Serve until SIGINT/SIGTERM (or [`ServerHandle::shutdown`]), then
+    /// drain: stop accepting, close WebSockets with 1001, give apps
+    /// `shutdown_timeout` to finish, run `lifespan.shutdown`.
+    pub async fn run(self) -> Result<(), Error> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Like [`Server::run`], with a custom shutdown trigger instead of signals.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), Error> {
+        let Server {
+            listener,
+            ctx,
+            lifespan,
+            handle,
+        } = self;
+        let mut phase = handle.phase.subscribe();
+        tokio::pin!(signal);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => accept(stream, peer, &ctx),
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        tracing::warn!("Accept error: {e} - pausing accept for 100ms");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                () = &mut signal => break,
+                _ = phase.wait_for(|p| *p != Phase::Running) => break,
+            }
+        }
+        drop(listener);
+        handle.phase.send_replace(Phase::Draining);
+        let timeout = ctx.config.shutdown_timeout;
+        if tokio::time::timeout(timeout, ctx.live.wait_zero())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "Shutdown timeout: force-closing {} active connections",
+                ctx.live.count()
+            );
+            handle.phase.send_replace(Phase::Stopped);
+            let _ = tokio::time::timeout(Duration::from_secs(1), ctx.live.wait_zero()).await;
+        }
+        if let Some(l) = lifespan {
+            l.shutdown(timeout).await;
+        }
+        Ok(())
+    }
+}
+
+fn bind_listener(addr: SocketAddr) -> Result<TcpListener, Error> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(Error::io)?;
+    socket.set_reuseaddr(true).map_err(Error::io)?;
+    socket.bind(addr).map_err(|e| Error::bind(addr, e))?;
+    socket.listen(2048).map_err(|e| Error::bind(addr, e))
+}
+
+fn accept(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Ctx>) {
+    let _ = stream.set_nodelay(true);
+    if ctx.live.count() >= ctx.config.max_connections {
+        tracing::warn!(
+            "Connection rejected: at capacity ({}/{})",
+            ctx.live.count(),
+            ctx.config.max_connections
+        );
+        tokio::spawn(reject_busy(stream));
+        return;
+    }
+    let guard = ctx.live.guard();
+    tokio::spawn(serve_connection(stream, peer, ctx.clone(), guard));
+}
+
+async fn reject_busy(mut stream: TcpStream) {
+    let msg = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nretry-after: 5\r\ncontent-length: 20\r\nconnection: close\r\n\r\nService Unavailable\n";
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(msg)).await;
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>, _live: LiveGuard) {
+    let mut phase = ctx.phase.clone();
+    let svc_ctx = ctx.clone();
+    let service = service_fn(move |req| crate::http::handle(req, svc_ctx.clone(), peer));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(ctx.config.header_read_timeout)
+        .max_buf_size(ctx.config.max_header_size.max(8192))
+        .max_headers(ctx.config.max_header_count)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => return log_conn_end(peer, res),
+        _ = phase.wait_for(|p| *p >= Phase::Draining) => {}
+    }
+    // Draining: finish the request in flight, then close (no keep-alive).
+    conn.as_mut().graceful_shutdown();
+    tokio::select! {
+        res = conn.as_mut() => log_conn_end(peer, res),
+        _ = phase.wait_for(|p| *p == Phase::Stopped) => {}
+    }
+}
+
+fn log_conn_end(peer: SocketAddr, res: Result<(), hyper::Error>) {
+    if let Err(e) = res {
+        tracing::debug!("connection {peer}: {e}");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

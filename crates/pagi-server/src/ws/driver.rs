@@ -1,0 +1,321 @@
+//! The socket side of an accepted WebSocket: reads into a buffer allocated
+//! on demand (released when drained, so idle connections hold none),
+//! decodes with the sans-IO `pagi_ws::Session`, and writes everything the
+//! app queued in one vectored write per wake-up (no flush per message).
+
+use std::future::{poll_fn, Future};
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pagi_ws::{Event, State};
+use tokio::io::AsyncWrite;
+use tokio::net::TcpStream;
+use tokio::time::{sleep, Instant, Sleep};
+
+use super::shared::{from_ws, Inner, Keepalive, WsShared};
+use crate::config::QueuePolicy;
+use crate::server::{Ctx, Phase};
+
+/// Bytes reserved per read when the buffer is empty.
+const READ_CHUNK: usize = 8 * 1024;
+/// Most slices handed to one `writev`.
+const MAX_SLICES: usize = 64;
+
+struct Driver {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    shared: Arc<WsShared>,
+    policy: QueuePolicy,
+    close_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    keepalive_gen: u64,
+    ping_interval: Duration,
+    pong_timeout: Option<Duration>,
+    ping: Option<Pin<Box<Sleep>>>,
+    pong_deadline: Option<Pin<Box<Sleep>>>,
+    idle: Option<Pin<Box<Sleep>>>,
+    close_deadline: Option<Pin<Box<Sleep>>>,
+    /// The session is over; FIN sent (once `fin_sent`), draining input.
+    lingering: bool,
+    fin_sent: bool,
+}
+
+/// Run an accepted session on `stream` until it closes. `early` holds
+/// bytes the client sent right behind its handshake.
+pub(crate) async fn drive(stream: TcpStream, early: Bytes, shared: Arc<WsShared>, ctx: Arc<Ctx>) {
+    let cfg = &ctx.config;
+    let mut d = Driver {
+        stream,
+        rbuf: BytesMut::from(&early[..]),
+        shared: shared.clone(),
+        policy: cfg.ws_queue_policy,
+        close_timeout: cfg.ws_close_timeout,
+        idle_timeout: cfg.ws_idle_timeout,
+        keepalive_gen: 0,
+        ping_interval: Duration::ZERO,
+        pong_timeout: None,
+        ping: None,
+        pong_deadline: None,
+        idle: cfg.ws_idle_timeout.map(|t| Box::pin(sleep(t))),
+        close_deadline: None,
+        lingering: false,
+        fin_sent: false,
+    };
+    let mut phase = ctx.phase.clone();
+    tokio::select! {
+        () = poll_fn(|cx| d.poll(cx)) => return finish(&shared),
+        _ = phase.wait_for(|p| *p >= Phase::Draining) => {}
+    }
+    // Graceful shutdown: Close 1001 and let the handshake finish.
+    {
+        let mut inner = shared.lock();
+        if let Some(s) = inner.session.as_mut() {
+            if s.close(1001, "server shutdown").is_ok() {
+                inner.local_close = Some((1001, "server_shutdown"));
+            }
+        }
+    }
+    tokio::select! {
+        () = poll_fn(|cx| d.poll(cx)) => {}
+        _ = phase.wait_for(|p| *p == Phase::Stopped) => shared.end(1006, "server_shutdown"),
+    }
+    finish(&shared);
+}
+
+fn finish(shared: &WsShared) {
+    shared.end(1006, "client_closed"); // no-op if already ended
+}
+
+impl Driver {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.lingering {
+                return self.poll_linger(cx);
+            }
+            let shared = self.shared.clone();
+            let mut guard = shared.lock();
+            let inner = &mut *guard;
+            if inner.keepalive.generation != self.keepalive_gen {
+                self.apply_keepalive(inner.keepalive);
+            }
+            if inner.session.is_none() {
+                return Poll::Ready(());
+            }
+            self.close_if_app_finished(inner);
+            let mut progressed = self.parse(inner);
+
+            // Write everything queued.
+            let session = inner.session.as_mut().expect("session");
+            while session.buffered() > 0 {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let n = session.chunks_vectored(&mut slices);
+                match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..n]) {
+                    Poll::Ready(Ok(w)) if w > 0 => session.advance(w),
+                    Poll::Ready(_) => {
+                        WsShared::set_ended(inner, 1006, "write_error");
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            let buffered = session.buffered();
+            if session.state() != State::Open && self.close_deadline.is_none() {
+                self.close_deadline = Some(Box::pin(sleep(self.close_timeout)));
+            }
+            if session.is_finished() && buffered == 0 {
+                let (code, reason) = inner.local_close.unwrap_or((1000, ""));
+                WsShared::set_ended(inner, code, reason);
+                drop(guard);
+                self.shared.transport.set_buffered(0);
+                self.lingering = true;
+                continue;
+            }
+
+            // Read, unless the app's queue is full (TCP then pushes back).
+            let room =
+                inner.inbound.len() < self.shared.queue_limit || self.policy == QueuePolicy::Close;
+            if room {
+                match self.stream.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {
+                        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+                            self.rbuf.reserve(READ_CHUNK);
+                        }
+                        match self.stream.try_read_buf(&mut self.rbuf) {
+                            Ok(0) => {
+                                WsShared::set_ended(inner, 1006, "client_closed");
+                                return Poll::Ready(());
+                            }
+                            Ok(_) => {
+                                if let (Some(idle), Some(t)) = (&mut self.idle, self.idle_timeout) {
+                                    idle.as_mut().reset(Instant::now() + t);
+                                }
+                                progressed = true;
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                progressed = true;
+                            }
+                            Err(_) => {
+                                WsShared::set_ended(inner, 1006, "read_error");
+                                return Poll::Ready(());
+                            }
+                        }
+                    }
+                    Poll::Ready(Err(_)) => {
+                        WsShared::set_ended(inner, 1006, "read_error");
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => {}
+                }
+            }
+
+            // Timers.
+            if poll_timer(&mut self.pong_deadline, cx) {
+                tracing::warn!("WebSocket keepalive timeout - no pong received");
+                WsShared::set_ended(inner, 1006, "keepalive_timeout");
+                return Poll::Ready(());
+            }
+            if poll_timer(&mut self.idle, cx) {
+                tracing::warn!("WebSocket idle timeout - closing connection");
+                WsShared::set_ended(inner, 1006, "idle_timeout");
+                return Poll::Ready(());
+            }
+            if poll_timer(&mut self.close_deadline, cx) {
+                let (code, reason) = inner.local_close.unwrap_or((1006, "client_timeout"));
+                WsShared::set_ended(inner, code, reason);
+                return Poll::Ready(());
+            }
+            if let Some(ping) = &mut self.ping {
+                if ping.as_mut().poll(cx).is_ready() {
+                    let session = inner.session.as_mut().expect("session");
+                    let _ = session.ping(Bytes::new());
+                    ping.as_mut().reset(Instant::now() + self.ping_interval);
+                    if let (None, Some(t)) = (&self.pong_deadline, self.pong_timeout) {
+                        self.pong_deadline = Some(Box::pin(sleep(t)));
+                    }
+                    progressed = true;
+                }
+            }
+            if progressed {
+                drop(guard);
+                self.shared.transport.set_buffered(buffered);
+                continue;
+            }
+            if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+                // Idle: hand the read buffer back to the allocator.
+                self.rbuf = BytesMut::new();
+            }
+            WsShared::set_driver_waker(inner, cx);
+            drop(guard);
+            self.shared.transport.set_buffered(buffered);
+            return Poll::Pending;
+        }
+    }
+
+    /// Decode what is buffered into events for the app, while its queue has room.
+    fn parse(&mut self, inner: &mut Inner) -> bool {
+        let mut progressed = false;
+        loop {
+            let full = inner.inbound.len() >= self.shared.queue_limit;
+            if full && self.policy == QueuePolicy::Backpressure {
+                return progressed;
+            }
+            let session = inner.session.as_mut().expect("session");
+            let Some(event) = session.read_event(&mut self.rbuf) else {
+                return progressed;
+            };
+            progressed = true;
+            match event {
+                Event::Message(m) if full => {
+                    drop(m);
+                    if session.close(1008, "message queue overflow").is_ok() {
+                        inner.local_close = Some((1008, "queue_overflow"));
+                    }
+                    WsShared::set_ended(inner, 1008, "queue_overflow");
+                }
+                Event::Message(m) => WsShared::push_inbound(inner, from_ws(m)),
+                Event::Ping(_) => {}
+                Event::Pong(_) => self.pong_deadline = None,
+                Event::Close { code, reason } => match inner.local_close {
+                    Some((c, token)) if !token.is_empty() => WsShared::set_ended(inner, c, token),
+                    _ => WsShared::set_ended(inner, code, &reason),
+                },
+                Event::Failed { code, .. } => {
+                    let token = if code == 1009 {
+                        "body_too_large"
+                    } else {
+                        "protocol_error"
+                    };
+                    WsShared::set_ended(inner, code, token);
+                }
+            }
+        }
+    }
+
+    /// The app returned: close 1000, or 1011 if it failed.
+    fn close_if_app_finished(&mut self, inner: &mut Inner) {
+        let Some(failed) = inner.app_failed else {
+            return;
+        };
+        let session = inner.session.as_mut().expect("session");
+        if session.state() == State::Open {
+            let code = if failed { 1011 } else { 1000 };
+            if session.close(code, "").is_ok() {
+                inner.local_close.get_or_insert((code, ""));
+            }
+        }
+    }
+
+    fn apply_keepalive(&mut self, k: Keepalive) {
+        self.keepalive_gen = k.generation;
+        self.ping_interval = k.interval;
+        self.pong_timeout = k.timeout.filter(|t| !t.is_zero());
+        self.pong_deadline = None;
+        self.ping = (!k.interval.is_zero()).then(|| Box::pin(sleep(k.interval)));
+    }
+
+    /// After the close: send FIN, then read and discard until the peer
+    /// closes too (bounded), so unread input never turns our close into a
+    /// reset that could destroy the Close frame in flight.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.fin_sent {
+            match Pin::new(&mut self.stream).poll_shutdown(cx) {
+                Poll::Ready(_) => self.fin_sent = true,
+                Poll::Pending => return Poll::Pending,
+            }
+            self.rbuf = BytesMut::new();
+            self.close_deadline = Some(Box::pin(sleep(self.close_timeout)));
+        }
+        let mut scratch = [0u8; 2048];
+        loop {
+            match self.stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => match self.stream.try_read(&mut scratch) {
+                    Ok(0) => return Poll::Ready(()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(_) => return Poll::Ready(()),
+                },
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Pending => break,
+            }
+        }
+        if poll_timer(&mut self.close_deadline, cx) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+/// Poll an optional timer; true (and cleared) once it fired.
+fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
+    let fired = timer
+        .as_mut()
+        .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+    if fired {
+        *timer = None;
+    }
+    fired
+}

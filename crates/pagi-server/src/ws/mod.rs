@@ -1,0 +1,229 @@
+//! WebSocket over HTTP/1.1: the handshake (answered only once the app
+//! decides), then one task per session running the app and the socket
+//! driver side by side.
+
+mod driver;
+mod handshake;
+mod shared;
+
+use std::future::poll_fn;
+use std::sync::Arc;
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use pagi::{
+    BoxError, BoxFuture, Extensions, Receiver, Scope, Sender, ServerAddr, Transport, WebSocketScope,
+};
+use pagi_ws::SessionConfig;
+use tokio::net::TcpStream;
+
+use crate::http::scope::request_head;
+use crate::http::{canned, ResponseBody};
+use crate::server::{Ctx, LiveGuard, Phase};
+use handshake::Refusal;
+use shared::{Decision, WsShared, WsSink, WsSource};
+
+pub(crate) fn is_upgrade_request(req: &Request<Incoming>) -> bool {
+    crate::http::scope::header_has_token(req.headers(), header::UPGRADE, "websocket")
+}
+
+/// Answer an upgrade request: validate it, start the app with a
+/// `websocket` scope, and reply 101 / 403 / the app's denial / 500
+/// according to what the app does first.
+pub(crate) async fn handle_upgrade(
+    mut req: Request<Incoming>,
+    ctx: Arc<Ctx>,
+    peer: std::net::SocketAddr,
+) -> Response<ResponseBody> {
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, _) = req.into_parts();
+    debug_assert!(handshake::is_upgrade(&parts));
+    if let Err(refusal) = handshake::validate(&parts) {
+        return refusal_response(refusal);
+    }
+    let cfg = &ctx.config;
+    let key = parts.headers[header::SEC_WEBSOCKET_KEY]
+        .as_bytes()
+        .trim_ascii();
+    let accept_key = pagi_ws::handshake::accept_key(key);
+    let negotiated = if cfg.ws_deflate.enabled {
+        let offers: Vec<&[u8]> = parts
+            .headers
+            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect();
+        pagi_ws::handshake::negotiate_deflate(&offers, &cfg.ws_deflate)
+    } else {
+        None
+    };
+    let head = request_head(&parts);
+    let subprotocols = handshake::subprotocols(&parts);
+    let transport = Transport::new(cfg.ws_write_high_watermark, cfg.ws_write_low_watermark);
+    let mut extensions = Extensions::default();
+    extensions.insert("websocket.http.response", Default::default());
+    let scope = WebSocketScope {
+        http_version: head.http_version,
+        scheme: "ws".into(),
+        path: head.path,
+        raw_path: head.raw_path,
+        query_string: head.query_string,
+        headers: head.headers,
+        client: Some(peer),
+        server: Some(ServerAddr::Tcp(ctx.local)),
+        subprotocols: subprotocols.clone(),
+        state: ctx.state.clone(),
+        extensions,
+        transport: Some(transport.clone()),
+        ..WebSocketScope::default()
+    };
+    let session_config = SessionConfig {
+        max_message_size: cfg.ws_max_message_size,
+        deflate: negotiated.as_ref().map(|(p, _)| p.clone()),
+        compress_min_size: cfg.ws_deflate.compress_min_size,
+        compress_level: cfg.ws_deflate.level,
+    };
+    let shared = WsShared::new(
+        transport,
+        session_config,
+        subprotocols,
+        cfg.ws_max_receive_queue,
+    );
+    let app = ctx.app.call(
+        Scope::WebSocket(scope),
+        Receiver::new(WsSource(shared.clone())),
+        Sender::new(Arc::new(WsSink(shared.clone()))),
+    );
+    tokio::spawn(session_task(
+        app,
+        shared.clone(),
+        on_upgrade,
+        ctx.clone(),
+        ctx.live.guard(),
+    ));
+
+    // If hyper drops us here the client left before the app decided.
+    let gone = ClientGone(Some(shared.clone()));
+    let decision = poll_fn(|cx| shared.poll_decision(cx)).await;
+    gone.disarm();
+    match decision {
+        Ok(Decision::Accept {
+            subprotocol,
+            headers,
+        }) => {
+            let mut resp = Response::new(ResponseBody::Canned(None));
+            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let h = resp.headers_mut();
+            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            h.insert(
+                header::SEC_WEBSOCKET_ACCEPT,
+                HeaderValue::from_str(&accept_key).expect("base64 is a valid header value"),
+            );
+            if let Some((_, value)) = &negotiated {
+                if let Ok(v) = HeaderValue::from_str(value) {
+                    h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+                }
+            }
+            if let Some(p) = subprotocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
+                h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
+            }
+            for (name, value) in headers {
+                if let Some(name) = name {
+                    h.append(name, value);
+                }
+            }
+            resp
+        }
+        Ok(Decision::Reject) => canned(StatusCode::FORBIDDEN, true),
+        Ok(Decision::Deny { head, body }) => {
+            let mut resp = Response::from_parts(head, ResponseBody::Canned(Some(body)));
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            resp
+        }
+        Err(failed) => {
+            if !failed {
+                tracing::error!("PAGI application returned without accepting the WebSocket");
+            }
+            canned(StatusCode::INTERNAL_SERVER_ERROR, true)
+        }
+    }
+}
+
+fn refusal_response(refusal: Refusal) -> Response<ResponseBody> {
+    match refusal {
+        Refusal::BadRequest(why) => {
+            let mut resp = canned(StatusCode::BAD_REQUEST, true);
+            *resp.body_mut() = ResponseBody::Canned(Some(format!("Bad Request: {why}\n").into()));
+            resp
+        }
+        Refusal::WrongVersion => {
+            let mut resp = canned(StatusCode::UPGRADE_REQUIRED, true);
+            resp.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+            resp
+        }
+    }
+}
+
+/// Marks the session ended (1006 `client_closed`) unless disarmed.
+struct ClientGone(Option<Arc<WsShared>>);
+
+impl ClientGone {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ClientGone {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.end(1006, "client_closed");
+        }
+    }
+}
+
+/// One task per session: the app and, once upgraded, the socket driver.
+/// It ends when both are done, or when a forced shutdown stops it.
+async fn session_task(
+    app: BoxFuture<Result<(), BoxError>>,
+    shared: Arc<WsShared>,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    ctx: Arc<Ctx>,
+    _live: LiveGuard,
+) {
+    let app_part = async {
+        let result = app.await;
+        if let Err(e) = &result {
+            tracing::error!("PAGI application error (WebSocket): {e}");
+        }
+        shared.app_finished(result.is_err());
+    };
+    let socket_part = async {
+        match on_upgrade.await {
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => {
+                    driver::drive(
+                        parts.io.into_inner(),
+                        parts.read_buf,
+                        shared.clone(),
+                        ctx.clone(),
+                    )
+                    .await
+                }
+                Err(_) => shared.end(1006, "server_error"),
+            },
+            // Not upgraded: refused, denied, or the client left.
+            Err(_) => shared.end(1006, "client_closed"),
+        }
+    };
+    let mut phase = ctx.phase.clone();
+    tokio::select! {
+        _ = async { tokio::join!(app_part, socket_part) } => {}
+        _ = phase.wait_for(|p| *p == Phase::Stopped) => shared.end(1006, "server_shutdown"),
+    }
+}

@@ -1,0 +1,386 @@
+//! State shared by a WebSocket app's `receive`/`send` and the connection
+//! driver. The app's sends are encoded straight into the session's output
+//! queue (whole frames, so concurrent senders never interleave); the driver
+//! writes that queue to the socket and feeds decoded messages back.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use pagi::{EventSink, EventSource, Message, ReceiveEvent, SendError, SendEvent, Transport};
+use pagi_ws::{Session, SessionConfig};
+
+use crate::http::{header_map, response_head};
+
+/// How the app answered `websocket.connect`.
+pub(crate) enum Decision {
+    Accept {
+        subprotocol: Option<String>,
+        headers: HeaderMap,
+    },
+    /// `websocket.close` before accept: HTTP 403.
+    Reject,
+    /// The denial-response extension.
+    Deny {
+        head: http::response::Parts,
+        body: Bytes,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Phase {
+    Handshake,
+    Open,
+    Done,
+}
+
+/// The app's `websocket.keepalive` setting; `generation` tells the driver
+/// it changed.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Keepalive {
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) generation: u64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) phase: Phase,
+    connect_delivered: bool,
+    pub(crate) decision: Option<Decision>,
+    deny: Option<(http::response::Parts, BytesMut)>,
+    pub(crate) session: Option<Session>,
+    pub(crate) inbound: VecDeque<ReceiveEvent>,
+    /// `websocket.disconnect`, returned forever once the inbound queue drains.
+    pub(crate) ended: Option<(u16, String)>,
+    pub(crate) keepalive: Keepalive,
+    /// Some once the app's future finished: whether it failed.
+    pub(crate) app_failed: Option<bool>,
+    /// A Close the server initiated itself (shutdown, app close): the code
+    /// and the reason token to report if the peer never answers.
+    pub(crate) local_close: Option<(u16, &'static str)>,
+    recv_waker: Option<Waker>,
+    driver_waker: Option<Waker>,
+    handshake_waker: Option<Waker>,
+}
+
+pub(crate) struct WsShared {
+    inner: Mutex<Inner>,
+    pub(crate) transport: Transport,
+    session_config: SessionConfig,
+    offered: Vec<String>,
+    pub(crate) queue_limit: usize,
+}
+
+impl WsShared {
+    pub(crate) fn new(
+        transport: Transport,
+        session_config: SessionConfig,
+        offered: Vec<String>,
+        queue_limit: usize,
+    ) -> Arc<Self> {
+        Arc::new(WsShared {
+            inner: Mutex::new(Inner {
+                phase: Phase::Handshake,
+                connect_delivered: false,
+                decision: None,
+                deny: None,
+                session: None,
+                inbound: VecDeque::new(),
+                ended: None,
+                keepalive: Keepalive::default(),
+                app_failed: None,
+                local_close: None,
+                recv_waker: None,
+                driver_waker: None,
+                handshake_waker: None,
+            }),
+            transport,
+            session_config,
+            offered,
+            queue_limit: queue_limit.max(1),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The session ended with `code`/`reason` (first call wins); wakes the
+    /// app's `receive` and the transport's waiting senders.
+    pub(crate) fn end(&self, code: u16, reason: &str) {
+        {
+            let mut inner = self.lock();
+            if inner.ended.is_none() {
+                inner.ended = Some((code, reason.to_owned()));
+            }
+            inner.phase = Phase::Done;
+            wake(&mut inner.recv_waker);
+            wake(&mut inner.driver_waker);
+            wake(&mut inner.handshake_waker);
+        }
+        self.transport.close();
+    }
+
+    /// Driver-side form of [`WsShared::end`], under the lock.
+    pub(crate) fn set_ended(inner: &mut Inner, code: u16, reason: &str) {
+        if inner.ended.is_none() {
+            inner.ended = Some((code, reason.to_owned()));
+        }
+        wake(&mut inner.recv_waker);
+        wake(&mut inner.handshake_waker);
+    }
+
+    /// The app's future finished.
+    pub(crate) fn app_finished(&self, failed: bool) {
+        let mut inner = self.lock();
+        inner.app_failed = Some(failed);
+        wake(&mut inner.driver_waker);
+        wake(&mut inner.handshake_waker);
+    }
+
+    /// For the upgrade handler: the app's decision, or `Err(failed)` if the
+    /// app finished (or the session ended) without one.
+    pub(crate) fn poll_decision(&self, cx: &mut Context<'_>) -> Poll<Result<Decision, bool>> {
+        let mut inner = self.lock();
+        if let Some(d) = inner.decision.take() {
+            return Poll::Ready(Ok(d));
+        }
+        if let Some(failed) = inner.app_failed {
+            return Poll::Ready(Err(failed));
+        }
+        if inner.phase == Phase::Done {
+            return Poll::Ready(Err(false));
+        }
+        inner.handshake_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// For the driver: register to be woken by app-side changes.
+    pub(crate) fn set_driver_waker(inner: &mut Inner, cx: &Context<'_>) {
+        match &inner.driver_waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => inner.driver_waker = Some(cx.waker().clone()),
+        }
+    }
+
+    /// For the driver: a decoded message for the app.
+    pub(crate) fn push_inbound(inner: &mut Inner, msg: Message) {
+        inner.inbound.push_back(ReceiveEvent::WebSocketReceive(msg));
+        wake(&mut inner.recv_waker);
+    }
+
+    fn send(&self, event: SendEvent) -> Result<(), SendError> {
+        let mut inner = self.lock();
+        let buffered = match event {
+            SendEvent::WebSocketSend(msg) => match inner.phase {
+                Phase::Handshake => {
+                    return Err(SendError::new("websocket.send before websocket.accept"))
+                }
+                Phase::Done => return Ok(()),
+                Phase::Open => {
+                    let session = inner.session.as_mut().expect("open session");
+                    // Err means a Close was already sent or received: a no-op.
+                    let _ = session.send(to_ws(msg));
+                    session.buffered()
+                }
+            },
+            SendEvent::WebSocketAccept {
+                subprotocol,
+                headers,
+            } => {
+                match inner.phase {
+                    Phase::Done => return Ok(()),
+                    Phase::Open => return Err(SendError::new("websocket.accept sent twice")),
+                    Phase::Handshake => {}
+                }
+                if let Some(p) = &subprotocol {
+                    super::handshake::check_subprotocol(p, &self.offered)
+                        .map_err(SendError::new)?;
+                }
+                let headers = header_map(&headers)?;
+                inner.decision = Some(Decision::Accept {
+                    subprotocol,
+                    headers,
+                });
+                inner.session = Some(Session::new(self.session_config.clone()));
+                inner.phase = Phase::Open;
+                wake(&mut inner.handshake_waker);
+                return Ok(());
+            }
+            SendEvent::WebSocketClose { code, reason } => match inner.phase {
+                Phase::Done => return Ok(()),
+                Phase::Handshake => {
+                    inner.decision = Some(Decision::Reject);
+                    inner.phase = Phase::Done;
+                    inner.ended = Some((1006, String::new()));
+                    wake(&mut inner.handshake_waker);
+                    return Ok(());
+                }
+                Phase::Open => {
+                    if !valid_app_close_code(code) {
+                        return Err(SendError::new(format!(
+                            "Invalid close code {code}: use 1000-1003, 1007-1014 or 3000-4999"
+                        )));
+                    }
+                    let session = inner.session.as_mut().expect("open session");
+                    if session.close(code, truncate(&reason, 123)).is_ok() {
+                        inner.local_close.get_or_insert((code, ""));
+                    }
+                    inner.session.as_ref().map_or(0, Session::buffered)
+                }
+            },
+            SendEvent::WebSocketKeepalive { interval, timeout } => {
+                let g = inner.keepalive.generation + 1;
+                inner.keepalive = Keepalive {
+                    interval,
+                    timeout,
+                    generation: g,
+                };
+                wake(&mut inner.driver_waker);
+                return Ok(());
+            }
+            SendEvent::WebSocketHttpResponseStart { status, headers } => {
+                if inner.phase != Phase::Handshake {
+                    return Ok(()); // invalid after accept: ignored, as the spec says
+                }
+                if inner.deny.is_some() {
+                    return Err(SendError::new("websocket.http.response.start sent twice"));
+                }
+                inner.deny = Some((response_head(status, &headers)?, BytesMut::new()));
+                return Ok(());
+            }
+            SendEvent::WebSocketHttpResponseBody { body, more } => {
+                if inner.phase != Phase::Handshake {
+                    return Ok(());
+                }
+                let Some((_, buf)) = inner.deny.as_mut() else {
+                    return Err(SendError::new(
+                        "websocket.http.response.body before websocket.http.response.start",
+                    ));
+                };
+                buf.extend_from_slice(&body);
+                if !more {
+                    let (head, body) = inner.deny.take().expect("deny started");
+                    inner.decision = Some(Decision::Deny {
+                        head,
+                        body: body.freeze(),
+                    });
+                    inner.phase = Phase::Done;
+                    inner.ended = Some((1006, String::new()));
+                    wake(&mut inner.handshake_waker);
+                }
+                return Ok(());
+            }
+            other => return Err(SendError::unrecognized(&other, "websocket")),
+        };
+        wake(&mut inner.driver_waker);
+        drop(inner);
+        self.transport.set_buffered(buffered);
+        Ok(())
+    }
+}
+
+fn wake(w: &mut Option<Waker>) {
+    if let Some(w) = w.take() {
+        w.wake();
+    }
+}
+
+fn to_ws(m: Message) -> pagi_ws::Message {
+    match m {
+        Message::Text(s) => pagi_ws::Message::Text(s),
+        Message::Binary(b) => pagi_ws::Message::Binary(b),
+    }
+}
+
+pub(crate) fn from_ws(m: pagi_ws::Message) -> Message {
+    match m {
+        pagi_ws::Message::Text(s) => Message::Text(s),
+        pagi_ws::Message::Binary(b) => Message::Binary(b),
+    }
+}
+
+/// Codes an app may put in a Close frame (RFC 6455 §7.4).
+fn valid_app_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// At most `max` bytes, cut at a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The app's `send` for a websocket scope.
+pub(crate) struct WsSink(pub(crate) Arc<WsShared>);
+
+impl EventSink for WsSink {
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.0.transport.poll_writable(cx)
+    }
+
+    fn start_send(&self, event: SendEvent) -> Result<(), SendError> {
+        self.0.send(event)
+    }
+}
+
+/// The app's `receive` for a websocket scope.
+pub(crate) struct WsSource(pub(crate) Arc<WsShared>);
+
+impl EventSource for WsSource {
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
+        let limit = self.0.queue_limit;
+        let mut inner = self.0.lock();
+        if !inner.connect_delivered {
+            inner.connect_delivered = true;
+            return Poll::Ready(ReceiveEvent::WebSocketConnect);
+        }
+        if let Some(e) = inner.inbound.pop_front() {
+            if inner.inbound.len() + 1 == limit {
+                // The driver may have stopped reading on a full queue.
+                wake(&mut inner.driver_waker);
+            }
+            return Poll::Ready(e);
+        }
+        if let Some((code, reason)) = &inner.ended {
+            return Poll::Ready(ReceiveEvent::WebSocketDisconnect {
+                code: *code,
+                reason: reason.clone(),
+            });
+        }
+        inner.recv_waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reason_is_cut_at_a_char_boundary() {
+        let s = "é".repeat(100); // 200 bytes
+        let t = truncate(&s, 123);
+        assert!(t.len() <= 123 && t.is_char_boundary(t.len()));
+        assert_eq!(truncate("short", 123), "short");
+    }
+
+    #[test]
+    fn reserved_close_codes_are_refused() {
+        for c in [0, 999, 1004, 1005, 1006, 1015, 2000, 5000] {
+            assert!(!valid_app_close_code(c), "{c}");
+        }
+        for c in [1000, 1001, 1011, 3000, 4999] {
+            assert!(valid_app_close_code(c), "{c}");
+        }
+    }
+}
