@@ -13,6 +13,9 @@ pub mod hello_http;
 #[path = "04-websocket-echo/app.rs"]
 pub mod websocket_echo;
 
+#[path = "07-sse-clock/app.rs"]
+pub mod sse_clock;
+
 #[path = "18-bidirectional-websocket/app.rs"]
 pub mod bidirectional_websocket;
 
@@ -44,6 +47,11 @@ pub const ALL: &[Example] = &[
         name: "04-websocket-echo",
         about: "WebSocket: echoes every text and binary message unchanged",
         make: || pagi::app_fn(websocket_echo::app),
+    },
+    Example {
+        name: "07-sse-clock",
+        about: "SSE: a `tick` event every second, `?n=N` of them, then sse.close",
+        make: || pagi::app_fn(sse_clock::app),
     },
     Example {
         name: "18-bidirectional-websocket",

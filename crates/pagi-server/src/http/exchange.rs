@@ -6,9 +6,11 @@
 //! `receive` returns `http.disconnect` and its sends are no-ops.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -38,6 +40,10 @@ struct Inner {
     driver: Option<Waker>,
     /// An app waiting in `receive` for the end of the exchange.
     receiver: Option<Waker>,
+    /// SSE keepalive: interval and the comment to send; `keepalive_gen`
+    /// tells the response body it changed.
+    keepalive: Option<(Duration, Bytes)>,
+    keepalive_gen: u64,
 }
 
 /// State shared by the source, the sink and the response body.
@@ -80,7 +86,25 @@ impl Exchange {
         wakers.into_iter().flatten().for_each(Waker::wake);
     }
 
-    fn start(&self, status: u16, headers: &Headers, trailers: bool) -> Result<(), SendError> {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    pub(crate) fn set_keepalive(&self, interval: Duration, comment: Bytes) {
+        let mut inner = self.lock();
+        inner.keepalive = Some((interval, comment));
+        inner.keepalive_gen += 1;
+        if let Some(w) = inner.driver.take() {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn start(
+        &self,
+        status: u16,
+        headers: &Headers,
+        trailers: bool,
+    ) -> Result<(), SendError> {
         let mut inner = self.lock();
         if inner.closed {
             return Ok(());
@@ -102,7 +126,7 @@ impl Exchange {
         Ok(())
     }
 
-    fn push_body(&self, chunk: Bytes, more: bool) -> Result<(), SendError> {
+    pub(crate) fn push_body(&self, chunk: Bytes, more: bool) -> Result<(), SendError> {
         let queued = {
             let mut inner = self.lock();
             if inner.closed {
@@ -219,10 +243,30 @@ pub(crate) struct HttpSource {
     pub(crate) limit: u64,
     pub(crate) read: u64,
     pub(crate) body_finished: bool,
+    /// Speak `sse.request`/`sse.disconnect` instead of the http events.
+    pub(crate) sse: bool,
 }
 
 impl EventSource for HttpSource {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
+        self.poll_http(cx).map(|e| match (self.sse, e) {
+            (false, e) => e,
+            (true, ReceiveEvent::HttpRequest { body, more }) => {
+                ReceiveEvent::SseRequest { body, more }
+            }
+            (true, _) => ReceiveEvent::SseDisconnect {
+                reason: self
+                    .ex
+                    .conn
+                    .disconnect_reason()
+                    .unwrap_or_else(|| "client_closed".into()),
+            },
+        })
+    }
+}
+
+impl HttpSource {
+    fn poll_http(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
         loop {
             if self.body_finished {
                 let mut inner = self.ex.lock();
@@ -330,6 +374,8 @@ impl AppDriver {
         AppBody {
             driver: self,
             hint: None,
+            keepalive_gen: 0,
+            keepalive: None,
         }
     }
 }
@@ -358,6 +404,8 @@ impl Drop for AppDriver {
 pub(crate) struct AppBody {
     driver: AppDriver,
     hint: Option<u64>,
+    keepalive_gen: u64,
+    keepalive: Option<(Pin<Box<tokio::time::Sleep>>, Duration, Bytes)>,
 }
 
 impl AppBody {
@@ -373,6 +421,29 @@ impl AppBody {
     }
 }
 
+impl AppBody {
+    /// SSE keepalive: queue the comment each time the interval elapses.
+    fn poll_keepalive(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
+        if inner.keepalive_gen != self.keepalive_gen {
+            self.keepalive_gen = inner.keepalive_gen;
+            self.keepalive = inner
+                .keepalive
+                .clone()
+                .filter(|(every, _)| !every.is_zero())
+                .map(|(every, c)| (Box::pin(tokio::time::sleep(every)), every, c));
+        }
+        if let Some((timer, every, comment)) = &mut self.keepalive {
+            while timer.as_mut().poll(cx).is_ready() {
+                if inner.started && !inner.body_done && !inner.closed {
+                    inner.frames.push_back(Frame::data(comment.clone()));
+                }
+                let next = tokio::time::Instant::now() + *every;
+                timer.as_mut().reset(next);
+            }
+        }
+    }
+}
+
 impl HttpBody for AppBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -385,6 +456,7 @@ impl HttpBody for AppBody {
         this.driver.poll_app(cx);
         let ex = this.driver.ex.clone();
         let mut inner = ex.lock();
+        this.poll_keepalive(&mut inner, cx);
         if let Some(frame) = inner.frames.pop_front() {
             if let Some(d) = frame.data_ref() {
                 inner.queued -= d.len();

@@ -3,6 +3,7 @@
 
 mod exchange;
 pub(crate) mod scope;
+mod sse;
 
 use std::future::poll_fn;
 use std::sync::Arc;
@@ -118,16 +119,26 @@ async fn handle_http(
         transport: Some(transport.clone()),
         ..HttpScope::default()
     };
-    let ex = Exchange::new(conn, transport, "http");
+    let sse = sse::wants_event_stream(&scope.headers);
+    let ex = Exchange::new(conn, transport, if sse { "sse" } else { "http" });
     let receiver = Receiver::new(HttpSource {
         body,
         ex: ex.clone(),
         limit,
         read: 0,
         body_finished: false,
+        sse,
     });
-    let sender = Sender::new(Arc::new(HttpSink(ex.clone())));
-    let fut = ctx.app.call(Scope::Http(scope), receiver, sender);
+    let (scope, sender) = if sse {
+        let sink = Arc::new(sse::SseSink::new(ex.clone()));
+        (Scope::Sse(scope), Sender::new(sink))
+    } else {
+        (
+            Scope::Http(scope),
+            Sender::new(Arc::new(HttpSink(ex.clone()))),
+        )
+    };
+    let fut = ctx.app.call(scope, receiver, sender);
     let mut driver = AppDriver::new(fut, ex.clone(), ctx.live.guard());
 
     match poll_fn(|cx| driver.poll_head(cx)).await {
