@@ -194,7 +194,10 @@ impl Server {
                     }
                 },
                 () = &mut signal => break,
-                _ = phase.wait_for(|p| *p != Phase::Running) => break,
+                // Drop the watch `Ref` (not `Send`) at once: the select's
+                // output lives across the sleep above, and `run` must stay
+                // spawnable on a multi-thread runtime.
+                _ = async { phase.wait_for(|p| *p != Phase::Running).await.map(drop) } => break,
             }
         }
         drop(listener);

@@ -14,7 +14,7 @@ use http_body::Frame;
 use hyper::body::Incoming;
 use pagi::{Connection, HttpScope, Receiver, Scope, Sender, ServerAddr, Transport};
 
-pub(crate) use exchange::{header_map, response_head, AppBody};
+pub(crate) use exchange::{header_map, panic_message, response_head, AppBody};
 use exchange::{AppDriver, Exchange, HttpSink, HttpSource, Outcome};
 
 use crate::server::Ctx;

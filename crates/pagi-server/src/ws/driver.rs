@@ -129,8 +129,8 @@ impl Driver {
             if session.is_finished() && buffered == 0 {
                 let (code, reason) = inner.local_close.unwrap_or((1000, ""));
                 WsShared::set_ended(inner, code, reason);
-                drop(guard);
                 self.shared.transport.set_buffered(0);
+                drop(guard);
                 self.lingering = true;
                 continue;
             }
@@ -199,9 +199,12 @@ impl Driver {
                     progressed = true;
                 }
             }
+            // Published under the lock, like the app's sends do: a stale
+            // count published after a newer one could leave backpressure
+            // engaged over an empty buffer (senders parked forever).
             if progressed {
-                drop(guard);
                 self.shared.transport.set_buffered(buffered);
+                drop(guard);
                 continue;
             }
             if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
@@ -209,8 +212,8 @@ impl Driver {
                 self.rbuf = BytesMut::new();
             }
             WsShared::set_driver_waker(inner, cx);
-            drop(guard);
             self.shared.transport.set_buffered(buffered);
+            drop(guard);
             return Poll::Pending;
         }
     }

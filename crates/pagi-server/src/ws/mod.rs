@@ -197,7 +197,7 @@ async fn session_task(
     _live: LiveGuard,
 ) {
     let app_part = async {
-        let result = app.await;
+        let result = catch_panic(app).await;
         if let Err(e) = &result {
             tracing::error!("PAGI application error (WebSocket): {e}");
         }
@@ -226,4 +226,17 @@ async fn session_task(
         _ = async { tokio::join!(app_part, socket_part) } => {}
         _ = phase.wait_for(|p| *p == Phase::Stopped) => shared.end(1006, "server_shutdown"),
     }
+}
+
+/// Run the app, turning a panic into an error: the session still ends
+/// properly (500 before accept, Close 1011 after) instead of the panic
+/// killing the session task and leaving the handshake waiting forever.
+async fn catch_panic(mut app: BoxFuture<Result<(), BoxError>>) -> Result<(), BoxError> {
+    poll_fn(|cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => std::task::Poll::Ready(Err(crate::http::panic_message(&*panic).into())),
+        }
+    })
+    .await
 }

@@ -277,8 +277,12 @@ impl WsShared {
             other => return Err(SendError::unrecognized(&other, "websocket")),
         };
         wake(&mut inner.driver_waker);
-        drop(inner);
+        // Under the lock, so counts reach the transport in the order the
+        // session changed (the driver publishes under it too); otherwise a
+        // stale count could re-engage backpressure after the driver drained
+        // the buffer, and every sender would wait forever.
         self.transport.set_buffered(buffered);
+        drop(inner);
         Ok(())
     }
 }
