@@ -1,7 +1,7 @@
 //! `pagi.transport`: outbound flow control with high/low watermarks.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -9,6 +9,9 @@ type Callback = Box<dyn FnMut() + Send>;
 
 struct Inner {
     buffered: AtomicUsize,
+    /// Mirror of `Hysteresis::engaged` (written under the lock) so the
+    /// common case, no edge, needs no lock.
+    engaged: AtomicBool,
     high: usize,
     low: usize,
     state: Mutex<Hysteresis>,
@@ -52,6 +55,7 @@ impl Transport {
     pub fn new(high_water_mark: usize, low_water_mark: usize) -> Self {
         Transport(Arc::new(Inner {
             buffered: AtomicUsize::new(0),
+            engaged: AtomicBool::new(false),
             high: high_water_mark,
             low: low_water_mark.min(high_water_mark),
             state: Mutex::new(Hysteresis::default()),
@@ -101,13 +105,20 @@ impl Transport {
     /// callbacks and wakes waiting senders on drain.
     pub fn set_buffered(&self, n: usize) {
         self.0.buffered.store(n, Ordering::Relaxed);
+        let engaged = self.0.engaged.load(Ordering::Acquire);
+        let (high, low) = (self.0.high, self.0.low.max(1));
+        if (!engaged && (n < high || high == 0)) || (engaged && n >= low) {
+            return; // no edge
+        }
         let edge = {
             let mut st = self.lock();
             if !st.engaged && n >= self.0.high && self.0.high > 0 {
                 st.engaged = true;
+                self.0.engaged.store(true, Ordering::Release);
                 Some((true, std::mem::take(&mut st.on_high), Vec::new()))
             } else if st.engaged && n < self.0.low.max(1) {
                 st.engaged = false;
+                self.0.engaged.store(false, Ordering::Release);
                 let waiters = std::mem::take(&mut st.waiters);
                 Some((false, std::mem::take(&mut st.on_drain), waiters))
             } else {
@@ -132,6 +143,9 @@ impl Transport {
     /// Server: ready when a sender may queue more (backpressure not
     /// engaged, or the transport closed); otherwise registers the waker.
     pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.0.engaged.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
         let mut st = self.lock();
         if !st.engaged || st.closed {
             return Poll::Ready(());

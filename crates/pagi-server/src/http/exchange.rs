@@ -127,7 +127,7 @@ impl Exchange {
     }
 
     pub(crate) fn push_body(&self, chunk: Bytes, more: bool) -> Result<(), SendError> {
-        let queued = {
+        {
             let mut inner = self.lock();
             if inner.closed {
                 return Ok(());
@@ -153,9 +153,9 @@ impl Exchange {
             if let Some(w) = inner.driver.take() {
                 w.wake();
             }
-            inner.queued
-        };
-        self.transport.set_buffered(queued);
+            // Published under the lock so counts arrive in order.
+            self.transport.set_buffered(inner.queued);
+        }
         Ok(())
     }
 
@@ -468,9 +468,8 @@ impl HttpBody for AppBody {
             if let Some(d) = frame.data_ref() {
                 inner.queued -= d.len();
             }
-            let queued = inner.queued;
+            ex.transport.set_buffered(inner.queued);
             drop(inner);
-            ex.transport.set_buffered(queued);
             return Poll::Ready(Some(Ok(frame)));
         }
         if inner.body_done || inner.closed {

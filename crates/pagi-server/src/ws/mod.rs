@@ -6,7 +6,7 @@ mod driver;
 mod handshake;
 mod shared;
 
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
@@ -187,6 +187,9 @@ impl Drop for ClientGone {
     }
 }
 
+/// Poll rounds before the session task yields to the scheduler.
+const MAX_ROUNDS: usize = 32;
+
 /// One task per session: the app and, once upgraded, the socket driver.
 /// It ends when both are done, or when a forced shutdown stops it.
 async fn session_task(
@@ -221,9 +224,39 @@ async fn session_task(
             Err(_) => shared.end(1006, "client_closed"),
         }
     };
+    // Poll both halves in one loop; a wake between them (a message for the
+    // app, a frame for the driver) marks the session dirty and loops here
+    // instead of rescheduling the task.
+    let both = async {
+        tokio::pin!(app_part, socket_part);
+        let (mut app_done, mut socket_done) = (false, false);
+        poll_fn(|cx| {
+            shared.begin_poll(cx);
+            for _ in 0..MAX_ROUNDS {
+                if !app_done {
+                    app_done = app_part.as_mut().poll(cx).is_ready();
+                }
+                if !socket_done {
+                    socket_done = socket_part.as_mut().poll(cx).is_ready();
+                }
+                let idle = shared.end_poll();
+                if app_done && socket_done {
+                    return std::task::Poll::Ready(());
+                }
+                if idle {
+                    return std::task::Poll::Pending;
+                }
+            }
+            // Busy for a while: yield to other tasks, come back soon.
+            shared.end_poll_now();
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+        .await
+    };
     let mut phase = ctx.phase.clone();
     tokio::select! {
-        _ = async { tokio::join!(app_part, socket_part) } => {}
+        () = both => {}
         _ = phase.wait_for(|p| *p == Phase::Stopped) => shared.end(1006, "server_shutdown"),
     }
 }

@@ -63,6 +63,12 @@ pub(crate) struct Inner {
     pub(crate) local_close: Option<(u16, &'static str)>,
     recv_waker: Option<Waker>,
     driver_waker: Option<Waker>,
+    /// The session task (app + driver) is inside its poll loop, with this
+    /// waker. A wake aimed at that task is then turned into `dirty`, which
+    /// makes the loop poll both halves again, instead of a trip through the
+    /// scheduler (two per echoed message otherwise).
+    polling: Option<Waker>,
+    dirty: bool,
     handshake_waker: Option<Waker>,
 }
 
@@ -95,6 +101,8 @@ impl WsShared {
                 local_close: None,
                 recv_waker: None,
                 driver_waker: None,
+                polling: None,
+                dirty: false,
                 handshake_waker: None,
             }),
             transport,
@@ -117,8 +125,8 @@ impl WsShared {
                 inner.ended = Some((code, reason.to_owned()));
             }
             inner.phase = Phase::Done;
-            wake(&mut inner.recv_waker);
-            wake(&mut inner.driver_waker);
+            notify(&mut inner, Half::App);
+            notify(&mut inner, Half::Driver);
             wake(&mut inner.handshake_waker);
         }
         self.transport.close();
@@ -129,7 +137,7 @@ impl WsShared {
         if inner.ended.is_none() {
             inner.ended = Some((code, reason.to_owned()));
         }
-        wake(&mut inner.recv_waker);
+        notify(inner, Half::App);
         wake(&mut inner.handshake_waker);
     }
 
@@ -137,7 +145,7 @@ impl WsShared {
     pub(crate) fn app_finished(&self, failed: bool) {
         let mut inner = self.lock();
         inner.app_failed = Some(failed);
-        wake(&mut inner.driver_waker);
+        notify(&mut inner, Half::Driver);
         wake(&mut inner.handshake_waker);
     }
 
@@ -169,7 +177,7 @@ impl WsShared {
     /// For the driver: a decoded message for the app.
     pub(crate) fn push_inbound(inner: &mut Inner, msg: Message) {
         inner.inbound.push_back(ReceiveEvent::WebSocketReceive(msg));
-        wake(&mut inner.recv_waker);
+        notify(inner, Half::App);
     }
 
     fn send(&self, event: SendEvent) -> Result<(), SendError> {
@@ -239,7 +247,7 @@ impl WsShared {
                     timeout,
                     generation: g,
                 };
-                wake(&mut inner.driver_waker);
+                notify(&mut inner, Half::Driver);
                 return Ok(());
             }
             SendEvent::WebSocketHttpResponseStart { status, headers } => {
@@ -276,7 +284,7 @@ impl WsShared {
             }
             other => return Err(SendError::unrecognized(&other, "websocket")),
         };
-        wake(&mut inner.driver_waker);
+        notify(&mut inner, Half::Driver);
         // Under the lock, so counts reach the transport in the order the
         // session changed (the driver publishes under it too); otherwise a
         // stale count could re-engage backpressure after the driver drained
@@ -284,6 +292,55 @@ impl WsShared {
         self.transport.set_buffered(buffered);
         drop(inner);
         Ok(())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Half {
+    App,
+    Driver,
+}
+
+/// Wake the app's `receive` or the driver, unless the session task is
+/// polling right now and the waker is that task's: then mark it dirty.
+fn notify(inner: &mut Inner, half: Half) {
+    let slot = match half {
+        Half::App => &mut inner.recv_waker,
+        Half::Driver => &mut inner.driver_waker,
+    };
+    if let (Some(task), Some(w)) = (&inner.polling, slot.as_ref()) {
+        if w.will_wake(task) {
+            inner.dirty = true;
+            return;
+        }
+    }
+    wake(slot);
+}
+
+impl WsShared {
+    /// Enter the session task's poll loop.
+    pub(crate) fn begin_poll(&self, cx: &Context<'_>) {
+        let mut inner = self.lock();
+        inner.dirty = false;
+        inner.polling = Some(cx.waker().clone());
+    }
+
+    /// Leave the poll loop unless something changed meanwhile (then the
+    /// caller polls both halves again).
+    pub(crate) fn end_poll(&self) -> bool {
+        let mut inner = self.lock();
+        if std::mem::take(&mut inner.dirty) {
+            return false;
+        }
+        inner.polling = None;
+        true
+    }
+
+    /// Leave the poll loop unconditionally (the caller re-wakes the task).
+    pub(crate) fn end_poll_now(&self) {
+        let mut inner = self.lock();
+        inner.dirty = false;
+        inner.polling = None;
     }
 }
 
@@ -351,7 +408,7 @@ impl EventSource for WsSource {
         if let Some(e) = inner.inbound.pop_front() {
             if inner.inbound.len() + 1 == limit {
                 // The driver may have stopped reading on a full queue.
-                wake(&mut inner.driver_waker);
+                notify(&mut inner, Half::Driver);
             }
             return Poll::Ready(e);
         }
