@@ -84,7 +84,7 @@ struct Args {
     /// Most request headers; beyond it 431.
     #[arg(long, default_value_t = 100, value_name = "N")]
     max_header_count: usize,
-    /// Seconds allowed to receive a request head (also the idle keep-alive limit).
+    /// Seconds allowed to receive a request head (also the idle keep-alive limit); 0 = no limit.
     #[arg(long = "timeout", default_value_t = 60, value_name = "SECS")]
     header_read_timeout: u64,
     /// Largest WebSocket message in bytes; beyond it close 1009.
@@ -125,7 +125,8 @@ impl Args {
             max_body_size: self.max_body_size,
             max_header_size: self.max_header_size,
             max_header_count: self.max_header_count,
-            header_read_timeout: Duration::from_secs(self.header_read_timeout.max(1)),
+            header_read_timeout: (self.header_read_timeout > 0)
+                .then(|| Duration::from_secs(self.header_read_timeout)),
             ws_max_message_size: self.max_ws_message_size,
             ws_max_receive_queue: self.max_receive_queue,
             ws_queue_policy: match self.ws_queue_policy {

@@ -69,8 +69,8 @@ pub struct Config {
     pub max_header_count: usize,
     /// Time allowed to receive a request head (also bounds an idle
     /// keep-alive connection); at the limit the connection is closed.
-    /// Default 60 s.
-    pub header_read_timeout: Duration,
+    /// `None` disables it (and the timer it arms per request). Default 60 s.
+    pub header_read_timeout: Option<Duration>,
     /// Largest WebSocket message (after decompression) or frame; beyond it
     /// the connection is closed with 1009. Default 16 MiB.
     pub ws_max_message_size: usize,
@@ -110,7 +110,7 @@ impl Default for Config {
             max_body_size: 10_000_000,
             max_header_size: 64 * 1024,
             max_header_count: 100,
-            header_read_timeout: Duration::from_secs(60),
+            header_read_timeout: Some(Duration::from_secs(60)),
             ws_max_message_size: 16 * 1024 * 1024,
             ws_max_receive_queue: 64,
             ws_queue_policy: QueuePolicy::Backpressure,

@@ -5,13 +5,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use pagi::{SharedApp, State};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -255,25 +255,71 @@ async fn reject_busy(mut stream: TcpStream) {
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>, _live: LiveGuard) {
     let mut phase = ctx.phase.clone();
+    let activity = Arc::new(Activity::default());
     let svc_ctx = ctx.clone();
-    let service = service_fn(move |req| crate::http::handle(req, svc_ctx.clone(), peer));
+    let svc_activity = activity.clone();
+    let service = service_fn(move |req| {
+        crate::http::handle(req, svc_ctx.clone(), peer, svc_activity.begin())
+    });
     let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(ctx.config.header_read_timeout)
         .max_buf_size(ctx.config.max_header_size.max(8192))
         .max_headers(ctx.config.max_header_count)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();
     tokio::pin!(conn);
-    tokio::select! {
-        res = conn.as_mut() => return log_conn_end(peer, res),
-        _ = phase.wait_for(|p| *p >= Phase::Draining) => {}
+    // The watchdog (instead of hyper's per-request header timer, which
+    // costs a timer per request): a connection that neither completed nor
+    // was serving a request for a whole period is closed. That bounds idle
+    // keep-alive connections and slow request heads alike (period..2x).
+    let period = ctx.config.header_read_timeout;
+    let watchdog = tokio::time::sleep(period.unwrap_or(Duration::from_secs(3600)));
+    tokio::pin!(watchdog);
+    let mut seen = 0;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => return log_conn_end(peer, res),
+            _ = phase.wait_for(|p| *p >= Phase::Draining) => break,
+            () = &mut watchdog, if period.is_some() => {
+                let started = activity.started.load(Ordering::Relaxed);
+                if started == seen && activity.in_flight.load(Ordering::Relaxed) == 0 {
+                    tracing::debug!("connection {peer}: no request for {period:?}, closing");
+                    return;
+                }
+                seen = started;
+                let next = tokio::time::Instant::now() + period.unwrap_or_default();
+                watchdog.as_mut().reset(next);
+            }
+        }
     }
     // Draining: finish the request in flight, then close (no keep-alive).
     conn.as_mut().graceful_shutdown();
     tokio::select! {
         res = conn.as_mut() => log_conn_end(peer, res),
         _ = phase.wait_for(|p| *p == Phase::Stopped) => {}
+    }
+}
+
+/// Requests on one HTTP connection, for its watchdog.
+#[derive(Default)]
+pub(crate) struct Activity {
+    started: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Activity {
+    pub(crate) fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.started.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        RequestGuard(self.clone())
+    }
+}
+
+/// One request in flight (until its response body is done).
+pub(crate) struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -27,6 +27,11 @@ pub struct SessionConfig {
     pub compress_min_size: usize,
     /// Compression level 0..=9. Default 1.
     pub compress_level: u32,
+    /// On a protocol violation, report [`Event::Failed`] but queue the Close only when
+    /// [`Session::send_failure_close`] is called, so that replies to messages decoded *before*
+    /// the bad frame (an app echoing them, say) still go out first. Until then data sends are
+    /// accepted and input is discarded. Default false (the Close is queued at once).
+    pub defer_failure_close: bool,
 }
 
 impl Default for SessionConfig {
@@ -36,6 +41,7 @@ impl Default for SessionConfig {
             deflate: None,
             compress_min_size: 128,
             compress_level: 1,
+            defer_failure_close: false,
         }
     }
 }
@@ -173,6 +179,9 @@ pub struct Session {
     inflater: Inflater,
     deflater: Deflater,
     out: OutQueue,
+    defer_failure_close: bool,
+    /// A failure whose Close is deferred (see [`SessionConfig::defer_failure_close`]).
+    pending_failure: Option<(u16, &'static str)>,
 }
 
 impl fmt::Debug for Session {
@@ -216,6 +225,8 @@ impl Session {
             inflater: Inflater::default(),
             deflater: Deflater::default(),
             out: OutQueue::default(),
+            defer_failure_close: config.defer_failure_close,
+            pending_failure: None,
         }
     }
 
@@ -247,7 +258,9 @@ impl Session {
     }
 
     fn fail(&mut self, code: u16, reason: &'static str) {
-        if !self.has(CLOSED_SENT) {
+        if self.defer_failure_close && !self.has(CLOSED_SENT) {
+            self.pending_failure = Some((code, reason));
+        } else if !self.has(CLOSED_SENT) {
             self.out
                 .push_copy2(FIN | OP_CLOSE, &code.to_be_bytes(), reason.as_bytes());
             self.flags |= CLOSED_SENT;
@@ -547,10 +560,24 @@ impl Session {
     }
 
     fn check_open(&self) -> Result<(), SendError> {
-        if self.has(CLOSED_SENT | CLOSE_RECEIVED | FAILED) {
+        let failed_but_deferred = self.pending_failure.is_some() && !self.has(CLOSED_SENT);
+        if self.has(CLOSED_SENT | CLOSE_RECEIVED) || (self.has(FAILED) && !failed_but_deferred) {
             return Err(SendError(SendErrorKind::Closed));
         }
         Ok(())
+    }
+
+    /// Queue the Close of a failure reported while
+    /// [`SessionConfig::defer_failure_close`] is set; a no-op otherwise. After it, data sends
+    /// fail and [`is_finished`](Session::is_finished) becomes true.
+    pub fn send_failure_close(&mut self) {
+        if let Some((code, reason)) = self.pending_failure.take() {
+            if !self.has(CLOSED_SENT) {
+                self.out
+                    .push_copy2(FIN | OP_CLOSE, &code.to_be_bytes(), reason.as_bytes());
+                self.flags |= CLOSED_SENT;
+            }
+        }
     }
 
     /// Queue a data message as one frame (FIN set, never fragmented, unmasked), compressed
@@ -621,6 +648,11 @@ impl Session {
     /// Returns `Err` (and queues nothing) if a Close was already sent or received. Afterwards
     /// data sends fail and incoming data is discarded until the peer's Close arrives.
     pub fn close(&mut self, code: u16, reason: &str) -> Result<(), SendError> {
+        if self.pending_failure.is_some() {
+            // A failure's Close takes precedence over any other code.
+            self.send_failure_close();
+            return Ok(());
+        }
         self.check_open()?;
         if is_valid_received_code(code) {
             let mut end = reason.len().min(123);
@@ -643,7 +675,8 @@ impl Session {
 
     /// The closing-handshake state.
     pub fn state(&self) -> State {
-        if self.has(CLOSE_RECEIVED) || (self.has(FAILED) && self.out.len() == 0) {
+        let failure_sent = self.has(FAILED) && self.pending_failure.is_none();
+        if self.has(CLOSE_RECEIVED) || (failure_sent && self.out.len() == 0) {
             State::Closed
         } else if self.has(CLOSED_SENT) {
             State::CloseSent
@@ -655,7 +688,8 @@ impl Session {
     /// True once a Close has been both sent (queued) and received, or the connection failed:
     /// the server should write out [`buffered`](Session::buffered) bytes and then close TCP.
     pub fn is_finished(&self) -> bool {
-        self.has(FAILED) || (self.has(CLOSED_SENT) && self.has(CLOSE_RECEIVED))
+        (self.has(FAILED) && self.pending_failure.is_none())
+            || (self.has(CLOSED_SENT) && self.has(CLOSE_RECEIVED))
     }
 
     /// Bytes queued for the socket and not yet written.

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -136,10 +137,10 @@ pub struct HttpScope {
     pub pagi: PagiInfo,
     /// `http_version`.
     pub http_version: HttpVersion,
-    /// Upper-case request method.
-    pub method: String,
+    /// Upper-case request method (borrowed for the standard methods).
+    pub method: Cow<'static, str>,
     /// `http` or `https`.
-    pub scheme: String,
+    pub scheme: Cow<'static, str>,
     /// The percent-decoded path. Bytes that are not UTF-8 after decoding are
     /// replaced (U+FFFD); `raw_path` keeps the original bytes.
     pub path: String,
@@ -176,7 +177,7 @@ pub struct WebSocketScope {
     /// HTTP version of the handshake.
     pub http_version: HttpVersion,
     /// `ws` or `wss`.
-    pub scheme: String,
+    pub scheme: Cow<'static, str>,
     /// The percent-decoded path (see [`HttpScope::path`]).
     pub path: String,
     /// The path exactly as sent.

@@ -102,7 +102,7 @@ impl Exchange {
     pub(crate) fn start(
         &self,
         status: u16,
-        headers: &Headers,
+        headers: Headers,
         trailers: bool,
     ) -> Result<(), SendError> {
         let mut inner = self.lock();
@@ -159,7 +159,7 @@ impl Exchange {
         Ok(())
     }
 
-    fn push_trailers(&self, headers: &Headers) -> Result<(), SendError> {
+    fn push_trailers(&self, headers: Headers) -> Result<(), SendError> {
         let mut inner = self.lock();
         if inner.closed {
             return Ok(());
@@ -182,7 +182,7 @@ impl Exchange {
 /// Build a validated response head: status in 100..=999 and headers that
 /// pass the spec's byte-safety rule. `transfer-encoding` from the app is
 /// dropped (the server owns framing).
-pub(crate) fn response_head(status: u16, headers: &Headers) -> Result<Head, SendError> {
+pub(crate) fn response_head(status: u16, headers: Headers) -> Result<Head, SendError> {
     let status = StatusCode::from_u16(status)
         .map_err(|_| SendError::new(format!("Invalid status code: {status}")))?;
     let mut resp = http::Response::new(());
@@ -192,42 +192,50 @@ pub(crate) fn response_head(status: u16, headers: &Headers) -> Result<Head, Send
     Ok(resp.into_parts().0)
 }
 
-pub(crate) fn header_map(headers: &Headers) -> Result<HeaderMap, SendError> {
+pub(crate) fn header_map(headers: Headers) -> Result<HeaderMap, SendError> {
     let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
-        pagi::validate_header(name, value).map_err(|e| SendError::new(e.to_string()))?;
-        let name = HeaderName::from_bytes(name)
-            .map_err(|_| SendError::new("Invalid header name: not an HTTP token"))?;
-        let value = HeaderValue::from_maybe_shared(value.clone())
+        // The byte rules `http` enforces include all the spec forbids (CR,
+        // LF, NUL, other controls, non-token names). Scan, then move the
+        // value in: cloning a `Bytes` made from a `String` would allocate.
+        // The spec check only runs to word an error.
+        let value_ok = value
+            .iter()
+            .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t');
+        let name_ok = HeaderName::from_bytes(&name).ok();
+        let (Some(name_ok), true) = (name_ok, value_ok) else {
+            return Err(match pagi::validate_header(&name, &value) {
+                Err(e) => SendError::new(e.to_string()),
+                Ok(()) => SendError::new("Invalid header value: contains control characters"),
+            });
+        };
+        let value = HeaderValue::from_maybe_shared(value)
             .map_err(|_| SendError::new("Invalid header value: contains control characters"))?;
-        map.append(name, value);
+        map.append(name_ok, value);
     }
     Ok(map)
 }
 
-/// The app's `send` for an http (or sse-declined) exchange.
-pub(crate) struct HttpSink(pub(crate) Arc<Exchange>);
-
-impl EventSink for HttpSink {
+/// The exchange is the app's `send` for an http scope.
+impl EventSink for Exchange {
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.0.transport.poll_writable(cx)
+        self.transport.poll_writable(cx)
     }
 
     fn start_send(&self, event: SendEvent) -> Result<(), SendError> {
-        let ex = &self.0;
         match event {
             SendEvent::HttpResponseStart {
                 status,
                 headers,
                 trailers,
-            } => ex.start(status, &headers, trailers),
+            } => self.start(status, headers, trailers),
             SendEvent::HttpResponseBody { body, more } => match body {
-                Body::Bytes(b) => ex.push_body(b, more),
+                Body::Bytes(b) => self.push_body(b, more),
                 _ => Err(SendError::new(
                     "file and fh response bodies are not supported by this server yet",
                 )),
             },
-            SendEvent::HttpResponseTrailers { headers } => ex.push_trailers(&headers),
+            SendEvent::HttpResponseTrailers { headers } => self.push_trailers(headers),
             SendEvent::HttpFullflush => Err(SendError::new("Extension not enabled: fullflush")),
             other => Err(SendError::unrecognized(&other, "http")),
         }
@@ -325,6 +333,8 @@ pub(crate) struct AppDriver {
     ex: Arc<Exchange>,
     /// Keeps the connection counted while the app runs.
     live: Option<crate::server::LiveGuard>,
+    /// Marks the request in flight for the connection's watchdog.
+    _request: crate::server::RequestGuard,
 }
 
 /// What the app did before the response could be built.
@@ -338,12 +348,14 @@ impl AppDriver {
         fut: BoxFuture<Result<(), BoxError>>,
         ex: Arc<Exchange>,
         live: crate::server::LiveGuard,
+        request: crate::server::RequestGuard,
     ) -> Self {
         AppDriver {
             fut: Some(fut),
             result: None,
             ex,
             live: Some(live),
+            _request: request,
         }
     }
 

@@ -5,6 +5,7 @@ mod exchange;
 pub(crate) mod scope;
 mod sse;
 
+use std::borrow::Cow;
 use std::future::poll_fn;
 use std::sync::Arc;
 
@@ -15,9 +16,9 @@ use hyper::body::Incoming;
 use pagi::{Connection, HttpScope, Receiver, Scope, Sender, ServerAddr, Transport};
 
 pub(crate) use exchange::{header_map, panic_message, response_head, AppBody};
-use exchange::{AppDriver, Exchange, HttpSink, HttpSource, Outcome};
+use exchange::{AppDriver, Exchange, HttpSource, Outcome};
 
-use crate::server::Ctx;
+use crate::server::{Ctx, RequestGuard};
 
 /// Either a canned response or the app's streamed one.
 pub(crate) enum ResponseBody {
@@ -77,17 +78,21 @@ pub(crate) async fn handle(
     req: Request<Incoming>,
     ctx: Arc<Ctx>,
     peer: std::net::SocketAddr,
+    request: RequestGuard,
 ) -> Result<Response<ResponseBody>, std::convert::Infallible> {
     if crate::ws::is_upgrade_request(&req) {
-        return Ok(crate::ws::handle_upgrade(req, ctx, peer).await);
+        // Boxed: keeps the (much more common) HTTP service future small,
+        // since hyper moves it around by value.
+        return Ok(Box::pin(crate::ws::handle_upgrade(req, ctx, peer)).await);
     }
-    Ok(handle_http(req, ctx, peer).await)
+    Ok(handle_http(req, ctx, peer, request).await)
 }
 
 async fn handle_http(
     req: Request<Incoming>,
     ctx: Arc<Ctx>,
     peer: std::net::SocketAddr,
+    request: RequestGuard,
 ) -> Response<ResponseBody> {
     let (parts, body) = req.into_parts();
     let limit = ctx.config.max_body_size;
@@ -106,8 +111,8 @@ async fn handle_http(
     );
     let scope = HttpScope {
         http_version: head.http_version,
-        method: parts.method.as_str().to_owned(),
-        scheme: "http".into(),
+        method: method_name(&parts.method),
+        scheme: Cow::Borrowed("http"),
         path: head.path,
         raw_path: head.raw_path,
         query_string: head.query_string,
@@ -133,13 +138,11 @@ async fn handle_http(
         let sink = Arc::new(sse::SseSink::new(ex.clone()));
         (Scope::Sse(scope), Sender::new(sink))
     } else {
-        (
-            Scope::Http(scope),
-            Sender::new(Arc::new(HttpSink(ex.clone()))),
-        )
+        let sink: Arc<dyn pagi::EventSink> = ex.clone();
+        (Scope::Http(scope), Sender::new(sink))
     };
     let fut = ctx.app.call(scope, receiver, sender);
-    let mut driver = AppDriver::new(fut, ex.clone(), ctx.live.guard());
+    let mut driver = AppDriver::new(fut, ex.clone(), ctx.live.guard(), request);
 
     match poll_fn(|cx| driver.poll_head(cx)).await {
         Outcome::Started(head) => {
@@ -162,5 +165,25 @@ async fn handle_http(
             ex.close("server_error");
             canned(StatusCode::INTERNAL_SERVER_ERROR, true)
         }
+    }
+}
+
+/// The method's name; the standard ones without allocating.
+fn method_name(m: &http::Method) -> Cow<'static, str> {
+    use http::Method as M;
+    const STANDARD: &[(M, &str)] = &[
+        (M::GET, "GET"),
+        (M::POST, "POST"),
+        (M::PUT, "PUT"),
+        (M::DELETE, "DELETE"),
+        (M::HEAD, "HEAD"),
+        (M::OPTIONS, "OPTIONS"),
+        (M::PATCH, "PATCH"),
+        (M::CONNECT, "CONNECT"),
+        (M::TRACE, "TRACE"),
+    ];
+    match STANDARD.iter().find(|(std, _)| std == m) {
+        Some((_, name)) => Cow::Borrowed(name),
+        None => Cow::Owned(m.as_str().to_owned()),
     }
 }

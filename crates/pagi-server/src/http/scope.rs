@@ -72,8 +72,31 @@ fn copy_headers(map: &http::HeaderMap) -> Headers {
     headers
 }
 
+/// The header's name; common ones come from static memory (no allocation).
 fn name_bytes(name: &http::HeaderName) -> Bytes {
-    Bytes::copy_from_slice(name.as_str().as_bytes())
+    use http::header as h;
+    const COMMON: &[(h::HeaderName, &str)] = &[
+        (h::HOST, "host"),
+        (h::USER_AGENT, "user-agent"),
+        (h::ACCEPT, "accept"),
+        (h::ACCEPT_ENCODING, "accept-encoding"),
+        (h::ACCEPT_LANGUAGE, "accept-language"),
+        (h::CONNECTION, "connection"),
+        (h::CONTENT_LENGTH, "content-length"),
+        (h::CONTENT_TYPE, "content-type"),
+        (h::UPGRADE, "upgrade"),
+        (h::ORIGIN, "origin"),
+        (h::CACHE_CONTROL, "cache-control"),
+        (h::PRAGMA, "pragma"),
+        (h::SEC_WEBSOCKET_KEY, "sec-websocket-key"),
+        (h::SEC_WEBSOCKET_VERSION, "sec-websocket-version"),
+        (h::SEC_WEBSOCKET_EXTENSIONS, "sec-websocket-extensions"),
+        (h::SEC_WEBSOCKET_PROTOCOL, "sec-websocket-protocol"),
+    ];
+    match COMMON.iter().find(|(n, _)| n == name) {
+        Some((_, s)) => Bytes::from_static(s.as_bytes()),
+        None => Bytes::copy_from_slice(name.as_str().as_bytes()),
+    }
 }
 
 /// Whether any comma-separated element of the header values equals `token`

@@ -33,8 +33,7 @@ impl SseSink {
     }
 }
 
-fn after(stage: Stage, event: &SendEvent) -> SendError {
-    let t = event.type_name();
+fn after(stage: Stage, t: &str) -> SendError {
     match stage {
         Stage::Init => SendError::new(format!("cannot send '{t}' before sse.start")),
         Stage::Streaming => SendError::new(format!("cannot decline with {t} after sse.start")),
@@ -55,16 +54,17 @@ impl EventSink for SseSink {
         if self.ex.is_closed() && *stage != Stage::Closed {
             return Ok(()); // client gone: a no-op
         }
-        match (&event, *stage) {
+        let type_name = event.type_name();
+        match (event, *stage) {
             (SendEvent::SseStart { status, headers }, Stage::Init) => {
-                let mut headers = headers.clone();
+                let mut headers = headers;
                 if !headers.contains("content-type") {
                     headers.push("content-type", "text/event-stream");
                 }
                 if !headers.contains("cache-control") {
                     headers.push("cache-control", "no-cache");
                 }
-                self.ex.start(*status, &headers, false)?;
+                self.ex.start(status, headers, false)?;
                 *stage = Stage::Streaming;
                 Ok(())
             }
@@ -77,14 +77,14 @@ impl EventSink for SseSink {
                 },
                 Stage::Streaming,
             ) => {
-                let frame = format_event(e.as_deref(), data, id.as_deref(), *retry)?;
+                let frame = format_event(e.as_deref(), &data, id.as_deref(), retry)?;
                 self.ex.push_body(frame, true)
             }
             (SendEvent::SseComment { comment }, Stage::Streaming) => {
-                self.ex.push_body(format_comment(comment), true)
+                self.ex.push_body(format_comment(&comment), true)
             }
             (SendEvent::SseKeepalive { interval, comment }, Stage::Init | Stage::Streaming) => {
-                self.ex.set_keepalive(*interval, format_comment(comment));
+                self.ex.set_keepalive(interval, format_comment(&comment));
                 Ok(())
             }
             (SendEvent::SseClose { .. }, Stage::Closed) => Ok(()),
@@ -93,12 +93,12 @@ impl EventSink for SseSink {
                 self.ex.push_body(Bytes::new(), false)
             }
             (SendEvent::SseHttpResponseStart { status, headers }, Stage::Init) => {
-                self.ex.start(*status, headers, false)?;
+                self.ex.start(status, headers, false)?;
                 *stage = Stage::Declined;
                 Ok(())
             }
             (SendEvent::SseHttpResponseBody { body, more }, Stage::Declined) => {
-                self.ex.push_body(body.clone(), *more)
+                self.ex.push_body(body, more)
             }
             (
                 SendEvent::SseStart { .. }
@@ -109,8 +109,8 @@ impl EventSink for SseSink {
                 | SendEvent::SseHttpResponseStart { .. }
                 | SendEvent::SseHttpResponseBody { .. },
                 s,
-            ) => Err(after(s, &event)),
-            _ => Err(SendError::unrecognized(&event, "sse")),
+            ) => Err(after(s, type_name)),
+            (other, _) => Err(SendError::unrecognized(&other, "sse")),
         }
     }
 }

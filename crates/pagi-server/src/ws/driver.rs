@@ -39,6 +39,9 @@ struct Driver {
     pong_deadline: Option<Pin<Box<Sleep>>>,
     idle: Option<Pin<Box<Sleep>>>,
     close_deadline: Option<Pin<Box<Sleep>>>,
+    /// The peer violated the protocol; the Close waits until the app has
+    /// taken the messages that came before (see `defer_failure_close`).
+    failure_pending: bool,
     /// The session is over; FIN sent (once `fin_sent`), draining input.
     lingering: bool,
     fin_sent: bool,
@@ -62,6 +65,7 @@ pub(crate) async fn drive(stream: TcpStream, early: Bytes, shared: Arc<WsShared>
         pong_deadline: None,
         idle: cfg.ws_idle_timeout.map(|t| Box::pin(sleep(t))),
         close_deadline: None,
+        failure_pending: false,
         lingering: false,
         fin_sent: false,
     };
@@ -107,6 +111,14 @@ impl Driver {
             }
             self.close_if_app_finished(inner);
             let mut progressed = self.parse(inner);
+            if self.failure_pending && (inner.inbound.is_empty() || inner.app_failed.is_some()) {
+                self.failure_pending = false;
+                inner
+                    .session
+                    .as_mut()
+                    .expect("session")
+                    .send_failure_close();
+            }
 
             // Write everything queued.
             let session = inner.session.as_mut().expect("session");
@@ -123,7 +135,9 @@ impl Driver {
                 }
             }
             let buffered = session.buffered();
-            if session.state() != State::Open && self.close_deadline.is_none() {
+            if (session.state() != State::Open || self.failure_pending)
+                && self.close_deadline.is_none()
+            {
                 self.close_deadline = Some(Box::pin(sleep(self.close_timeout)));
             }
             if session.is_finished() && buffered == 0 {
@@ -247,6 +261,7 @@ impl Driver {
                     _ => WsShared::set_ended(inner, code, &reason),
                 },
                 Event::Failed { code, .. } => {
+                    self.failure_pending = true;
                     let token = if code == 1009 {
                         "body_too_large"
                     } else {

@@ -65,7 +65,7 @@ pub(crate) async fn handle_upgrade(
     extensions.insert("websocket.http.response", Default::default());
     let scope = WebSocketScope {
         http_version: head.http_version,
-        scheme: "ws".into(),
+        scheme: std::borrow::Cow::Borrowed("ws"),
         path: head.path,
         raw_path: head.raw_path,
         query_string: head.query_string,
@@ -83,6 +83,10 @@ pub(crate) async fn handle_upgrade(
         deflate: negotiated.as_ref().map(|(p, _)| p.clone()),
         compress_min_size: cfg.ws_deflate.compress_min_size,
         compress_level: cfg.ws_deflate.level,
+        // Replies to messages that arrived before a bad frame go out
+        // before the failure's Close (the driver releases it once the app
+        // drained its queue).
+        defer_failure_close: true,
     };
     let shared = WsShared::new(
         transport,

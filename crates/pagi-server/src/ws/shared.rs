@@ -208,7 +208,7 @@ impl WsShared {
                     super::handshake::check_subprotocol(p, &self.offered)
                         .map_err(SendError::new)?;
                 }
-                let headers = header_map(&headers)?;
+                let headers = header_map(headers)?;
                 inner.decision = Some(Decision::Accept {
                     subprotocol,
                     headers,
@@ -257,7 +257,7 @@ impl WsShared {
                 if inner.deny.is_some() {
                     return Err(SendError::new("websocket.http.response.start sent twice"));
                 }
-                inner.deny = Some((response_head(status, &headers)?, BytesMut::new()));
+                inner.deny = Some((response_head(status, headers)?, BytesMut::new()));
                 return Ok(());
             }
             SendEvent::WebSocketHttpResponseBody { body, more } => {

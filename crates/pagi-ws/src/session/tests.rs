@@ -861,3 +861,41 @@ impl Session {
         self.deflater.holds_state()
     }
 }
+
+#[test]
+fn deferred_failure_lets_replies_to_earlier_messages_go_out_first() {
+    let mut s = Session::new(SessionConfig {
+        defer_failure_close: true,
+        ..SessionConfig::default()
+    });
+    let mut wire = frame(0x81, b"hi");
+    wire.extend(frame(0x81 | 0x20, b"rsv2")); // RSV2 set: protocol error
+    let evs = events(&mut s, &wire);
+    assert_eq!(evs[0], Event::Message(Message::Text("hi".into())));
+    assert!(failed(1002)(&evs[1]));
+    assert!(!s.is_finished(), "the Close waits for send_failure_close");
+    assert_eq!(s.buffered(), 0);
+    s.send(Message::Text("hi".into())).unwrap(); // the app's echo
+    s.send_failure_close();
+    assert!(s.is_finished());
+    assert!(s.send(Message::Text("late".into())).is_err());
+    let frames = server_frames(&take_wire(&mut s));
+    assert_eq!(frames[0], (0x81, b"hi".to_vec()));
+    assert_eq!(frames[1].0, 0x88);
+    assert_eq!(&frames[1].1[..2], &1002u16.to_be_bytes());
+    assert_eq!(frames.len(), 2);
+}
+
+#[test]
+fn deferred_failure_wins_over_a_later_close() {
+    let mut s = Session::new(SessionConfig {
+        defer_failure_close: true,
+        ..SessionConfig::default()
+    });
+    let evs = events(&mut s, &frame_m(0x81, b"x", false)); // unmasked
+    assert!(failed(1002)(&evs[0]));
+    s.close(1000, "bye").unwrap();
+    let frames = server_frames(&take_wire(&mut s));
+    assert_eq!(&frames[0].1[..2], &1002u16.to_be_bytes());
+    assert!(s.is_finished());
+}
