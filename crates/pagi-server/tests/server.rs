@@ -85,3 +85,41 @@ async fn shutdown_closes_idle_keep_alive_connections_promptly() {
         assert!(eof_within(&mut s, Duration::from_secs(2)).await);
     }
 }
+
+// The per-connection watchdog (which replaced hyper's timer per request):
+// a connection that sends no request for a whole period is closed, and one
+// that keeps sending requests is not.
+#[tokio::test]
+async fn idle_connection_is_closed_by_the_watchdog_but_a_busy_one_is_not() {
+    let config = Config {
+        header_read_timeout: Some(Duration::from_millis(300)),
+        ..common::config()
+    };
+    let server = TestServer::start_with(config, pagi::app_fn(pagi_examples::hello_http::app)).await;
+    // Idle after one request: closed within two periods (plus slack).
+    let (resp, mut idle) = http_raw(server.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(resp.status, 200);
+    // Busy: a request every 100 ms for ~1 s keeps it open.
+    let (_, mut busy) = http_raw(server.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let mut buf = bytes::BytesMut::new();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        busy.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let resp = common::read_response(&mut busy, &mut buf).await;
+        assert_eq!(resp.status, 200);
+    }
+    assert!(
+        eof_within(&mut idle, Duration::from_millis(300)).await,
+        "idle connection still open"
+    );
+    // A silent client that never completes its request head is cut too.
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    assert!(
+        eof_within(&mut slow, Duration::from_millis(1200)).await,
+        "slow head kept open"
+    );
+    server.shutdown(STEP).await;
+}

@@ -251,3 +251,23 @@ async fn continuation_without_message_and_new_message_mid_fragment_are_1002() {
     bytes.extend(client_frame(FIN | OP_TEXT, b"b", true));
     violation(&bytes, 1002).await;
 }
+
+// Regression (Autobahn 3.2, 4.1.3, 5.15 were NON-STRICT): a valid message
+// and a bad frame in one read used to queue the failure's Close before the
+// app could echo the message, so the echo was lost.
+#[tokio::test]
+async fn echo_of_a_message_before_a_bad_frame_goes_out_before_the_close() {
+    let (server, mut events) = echo_server().await;
+    let mut ws = RawWs::connect(server.addr, "/").await;
+    let mut bytes = client_frame(FIN | OP_TEXT, b"first", true);
+    bytes.extend(client_frame(FIN | 0x20 | OP_TEXT, b"bad", true)); // RSV2
+    ws.write(&bytes).await;
+    let (close, data) = ws.read_until_close().await;
+    assert_eq!(data.len(), 1, "{data:?}");
+    assert_eq!(data[0].payload, b"first");
+    assert_eq!(close.close_parts().0, Some(1002));
+    let seen = within(STEP, "app disconnect", events.recv()).await.unwrap();
+    assert_eq!(seen, (1002, "protocol_error".into()));
+    drop(ws);
+    server.shutdown(STEP).await;
+}
