@@ -1,6 +1,6 @@
 //! Pure translation of a parsed request head into PAGI scope fields.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use pagi::{Headers, HttpVersion};
 use percent_encoding::percent_decode;
@@ -51,6 +51,11 @@ pub(crate) fn decode_path(raw: &[u8]) -> String {
 fn copy_headers(map: &http::HeaderMap) -> Headers {
     let mut headers = Headers::with_capacity(map.len());
     let mut cookie: Option<Vec<u8>> = None;
+    // With several headers, copy all values into one buffer and hand out
+    // slices of it: one allocation instead of one per header (a WebSocket
+    // scope keeps its headers for the whole session).
+    let mut arena =
+        (map.len() > 2).then(|| BytesMut::with_capacity(map.iter().map(|(_, v)| v.len()).sum()));
     for (name, value) in map {
         if name == http::header::COOKIE {
             match &mut cookie {
@@ -64,7 +69,14 @@ fn copy_headers(map: &http::HeaderMap) -> Headers {
         }
         // HeaderName is already lower-case; from_static avoids a copy for
         // standard names.
-        headers.push(name_bytes(name), Bytes::copy_from_slice(value.as_bytes()));
+        let value = match &mut arena {
+            Some(buf) => {
+                buf.extend_from_slice(value.as_bytes());
+                buf.split_to(value.len()).freeze()
+            }
+            None => Bytes::copy_from_slice(value.as_bytes()),
+        };
+        headers.push(name_bytes(name), value);
     }
     if let Some(c) = cookie {
         headers.push(Bytes::from_static(b"cookie"), c);

@@ -51,9 +51,17 @@ struct Driver {
 /// bytes the client sent right behind its handshake.
 pub(crate) async fn drive(stream: TcpStream, early: Bytes, shared: Arc<WsShared>, ctx: Arc<Ctx>) {
     let cfg = &ctx.config;
+    // Copy, then drop at once: `early` is a slice of hyper's read buffer and
+    // would otherwise pin that buffer (8 KiB+) for the whole session.
+    let rbuf = if early.is_empty() {
+        BytesMut::new()
+    } else {
+        BytesMut::from(&early[..])
+    };
+    drop(early);
     let mut d = Driver {
         stream,
-        rbuf: BytesMut::from(&early[..]),
+        rbuf,
         shared: shared.clone(),
         policy: cfg.ws_queue_policy,
         close_timeout: cfg.ws_close_timeout,

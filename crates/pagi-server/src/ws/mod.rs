@@ -22,7 +22,7 @@ use crate::http::scope::request_head;
 use crate::http::{canned, ResponseBody};
 use crate::server::{Ctx, LiveGuard, Phase};
 use handshake::Refusal;
-use shared::{Decision, WsShared, WsSink, WsSource};
+use shared::{Decision, WsShared, WsSource};
 
 pub(crate) fn is_upgrade_request(req: &Request<Incoming>) -> bool {
     crate::http::scope::header_has_token(req.headers(), header::UPGRADE, "websocket")
@@ -97,7 +97,7 @@ pub(crate) async fn handle_upgrade(
     let app = ctx.app.call(
         Scope::WebSocket(scope),
         Receiver::new(WsSource(shared.clone())),
-        Sender::new(Arc::new(WsSink(shared.clone()))),
+        Sender::new(shared.clone() as Arc<dyn pagi::EventSink>),
     );
     tokio::spawn(session_task(
         app,

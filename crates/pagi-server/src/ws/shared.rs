@@ -381,16 +381,14 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// The app's `send` for a websocket scope.
-pub(crate) struct WsSink(pub(crate) Arc<WsShared>);
-
-impl EventSink for WsSink {
+/// The shared state is the app's `send` for a websocket scope.
+impl EventSink for WsShared {
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.0.transport.poll_writable(cx)
+        self.transport.poll_writable(cx)
     }
 
     fn start_send(&self, event: SendEvent) -> Result<(), SendError> {
-        self.0.send(event)
+        self.send(event)
     }
 }
 
