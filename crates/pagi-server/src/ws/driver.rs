@@ -18,7 +18,7 @@ use tokio::time::{sleep, Instant, Sleep};
 
 use super::shared::{from_ws, Inner, Keepalive, WsShared};
 use crate::config::QueuePolicy;
-use crate::server::{Ctx, Phase};
+use crate::server::Ctx;
 
 /// Bytes reserved per read when the buffer is empty.
 const READ_CHUNK: usize = 8 * 1024;
@@ -77,24 +77,7 @@ pub(crate) async fn drive(stream: TcpStream, early: Bytes, shared: Arc<WsShared>
         lingering: false,
         fin_sent: false,
     };
-    let mut phase = ctx.phase.clone();
-    tokio::select! {
-        () = poll_fn(|cx| d.poll(cx)) => return finish(&shared),
-        _ = phase.wait_for(|p| *p >= Phase::Draining) => {}
-    }
-    // Graceful shutdown: Close 1001 and let the handshake finish.
-    {
-        let mut inner = shared.lock();
-        if let Some(s) = inner.session.as_mut() {
-            if s.close(1001, "server shutdown").is_ok() {
-                inner.local_close = Some((1001, "server_shutdown"));
-            }
-        }
-    }
-    tokio::select! {
-        () = poll_fn(|cx| d.poll(cx)) => {}
-        _ = phase.wait_for(|p| *p == Phase::Stopped) => shared.end(1006, "server_shutdown"),
-    }
+    poll_fn(|cx| d.poll(cx)).await;
     finish(&shared);
 }
 
@@ -116,6 +99,13 @@ impl Driver {
             }
             if inner.session.is_none() {
                 return Poll::Ready(());
+            }
+            if std::mem::take(&mut inner.shutdown_requested) {
+                // Graceful shutdown: Close 1001 and let the handshake finish.
+                let session = inner.session.as_mut().expect("session");
+                if session.close(1001, "server shutdown").is_ok() {
+                    inner.local_close = Some((1001, "server_shutdown"));
+                }
             }
             self.close_if_app_finished(inner);
             let mut progressed = self.parse(inner);

@@ -258,10 +258,28 @@ async fn session_task(
         })
         .await
     };
+    // One watch on the server's phase per session (not one per half):
+    // draining asks the driver for Close 1001, stopped drops everything.
     let mut phase = ctx.phase.clone();
-    tokio::select! {
-        () = both => {}
-        _ = phase.wait_for(|p| *p == Phase::Stopped) => shared.end(1006, "server_shutdown"),
+    tokio::pin!(both);
+    let mut seen = Phase::Running;
+    loop {
+        let now = *phase.borrow_and_update();
+        if now >= Phase::Draining && seen < Phase::Draining {
+            shared.begin_shutdown();
+        }
+        if now == Phase::Stopped {
+            shared.end(1006, "server_shutdown");
+            return;
+        }
+        seen = now;
+        tokio::select! {
+            () = &mut both => return,
+            changed = phase.changed() => if changed.is_err() {
+                shared.end(1006, "server_shutdown");
+                return;
+            },
+        }
     }
 }
 

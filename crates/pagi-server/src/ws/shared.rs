@@ -49,8 +49,11 @@ pub(crate) struct Keepalive {
 pub(crate) struct Inner {
     pub(crate) phase: Phase,
     connect_delivered: bool,
-    pub(crate) decision: Option<Decision>,
-    deny: Option<(http::response::Parts, BytesMut)>,
+    /// Boxed: only used during the handshake, and large.
+    pub(crate) decision: Option<Box<Decision>>,
+    deny: Option<Box<(http::response::Parts, BytesMut)>>,
+    /// The server is draining: the driver sends Close 1001.
+    pub(crate) shutdown_requested: bool,
     pub(crate) session: Option<Session>,
     pub(crate) inbound: VecDeque<ReceiveEvent>,
     /// `websocket.disconnect`, returned forever once the inbound queue drains.
@@ -93,6 +96,7 @@ impl WsShared {
                 connect_delivered: false,
                 decision: None,
                 deny: None,
+                shutdown_requested: false,
                 session: None,
                 inbound: VecDeque::new(),
                 ended: None,
@@ -141,6 +145,13 @@ impl WsShared {
         wake(&mut inner.handshake_waker);
     }
 
+    /// The server is draining: ask the driver to send Close 1001.
+    pub(crate) fn begin_shutdown(&self) {
+        let mut inner = self.lock();
+        inner.shutdown_requested = true;
+        notify(&mut inner, Half::Driver);
+    }
+
     /// The app's future finished.
     pub(crate) fn app_finished(&self, failed: bool) {
         let mut inner = self.lock();
@@ -154,7 +165,7 @@ impl WsShared {
     pub(crate) fn poll_decision(&self, cx: &mut Context<'_>) -> Poll<Result<Decision, bool>> {
         let mut inner = self.lock();
         if let Some(d) = inner.decision.take() {
-            return Poll::Ready(Ok(d));
+            return Poll::Ready(Ok(*d));
         }
         if let Some(failed) = inner.app_failed {
             return Poll::Ready(Err(failed));
@@ -209,10 +220,10 @@ impl WsShared {
                         .map_err(SendError::new)?;
                 }
                 let headers = header_map(headers)?;
-                inner.decision = Some(Decision::Accept {
+                inner.decision = Some(Box::new(Decision::Accept {
                     subprotocol,
                     headers,
-                });
+                }));
                 inner.session = Some(Session::new(self.session_config.clone()));
                 inner.phase = Phase::Open;
                 wake(&mut inner.handshake_waker);
@@ -221,7 +232,7 @@ impl WsShared {
             SendEvent::WebSocketClose { code, reason } => match inner.phase {
                 Phase::Done => return Ok(()),
                 Phase::Handshake => {
-                    inner.decision = Some(Decision::Reject);
+                    inner.decision = Some(Box::new(Decision::Reject));
                     inner.phase = Phase::Done;
                     inner.ended = Some((1006, String::new()));
                     wake(&mut inner.handshake_waker);
@@ -257,25 +268,25 @@ impl WsShared {
                 if inner.deny.is_some() {
                     return Err(SendError::new("websocket.http.response.start sent twice"));
                 }
-                inner.deny = Some((response_head(status, headers)?, BytesMut::new()));
+                inner.deny = Some(Box::new((response_head(status, headers)?, BytesMut::new())));
                 return Ok(());
             }
             SendEvent::WebSocketHttpResponseBody { body, more } => {
                 if inner.phase != Phase::Handshake {
                     return Ok(());
                 }
-                let Some((_, buf)) = inner.deny.as_mut() else {
+                let Some(deny) = inner.deny.as_mut() else {
                     return Err(SendError::new(
                         "websocket.http.response.body before websocket.http.response.start",
                     ));
                 };
-                buf.extend_from_slice(&body);
+                deny.1.extend_from_slice(&body);
                 if !more {
-                    let (head, body) = inner.deny.take().expect("deny started");
-                    inner.decision = Some(Decision::Deny {
+                    let (head, body) = *inner.deny.take().expect("deny started");
+                    inner.decision = Some(Box::new(Decision::Deny {
                         head,
                         body: body.freeze(),
-                    });
+                    }));
                     inner.phase = Phase::Done;
                     inner.ended = Some((1006, String::new()));
                     wake(&mut inner.handshake_waker);
