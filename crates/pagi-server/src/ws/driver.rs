@@ -20,8 +20,11 @@ use super::shared::{from_ws, Inner, Keepalive, WsShared};
 use crate::config::QueuePolicy;
 use crate::server::Ctx;
 
-/// Bytes reserved per read when the buffer is empty.
-const READ_CHUNK: usize = 8 * 1024;
+/// Bytes reserved per read when the buffer is empty; doubled while reads
+/// fill it (large messages arrive in fewer syscalls and copies), up to
+/// `MAX_READ_CHUNK`, and reset when the buffer is released on idle.
+const READ_CHUNK: usize = 16 * 1024;
+const MAX_READ_CHUNK: usize = 128 * 1024;
 /// Most slices handed to one `writev`.
 const MAX_SLICES: usize = 64;
 
@@ -39,6 +42,8 @@ struct Driver {
     pong_deadline: Option<Pin<Box<Sleep>>>,
     idle: Option<Pin<Box<Sleep>>>,
     close_deadline: Option<Pin<Box<Sleep>>>,
+    /// Current read reservation (see `READ_CHUNK`).
+    read_size: usize,
     /// The peer violated the protocol; the Close waits until the app has
     /// taken the messages that came before (see `defer_failure_close`).
     failure_pending: bool,
@@ -74,6 +79,7 @@ pub(crate) async fn drive(stream: TcpStream, early: Bytes, shared: Arc<WsShared>
         idle: cfg.ws_idle_timeout.map(|t| Box::pin(sleep(t))),
         close_deadline: None,
         failure_pending: false,
+        read_size: READ_CHUNK,
         lingering: false,
         fin_sent: false,
     };
@@ -154,14 +160,18 @@ impl Driver {
                 match self.stream.poll_read_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-                            self.rbuf.reserve(READ_CHUNK);
+                            self.rbuf.reserve(self.read_size);
                         }
+                        let spare = self.rbuf.capacity() - self.rbuf.len();
                         match self.stream.try_read_buf(&mut self.rbuf) {
                             Ok(0) => {
                                 WsShared::set_ended(inner, 1006, "client_closed");
                                 return Poll::Ready(());
                             }
-                            Ok(_) => {
+                            Ok(n) => {
+                                if n == spare {
+                                    self.read_size = (self.read_size * 2).min(MAX_READ_CHUNK);
+                                }
                                 if let (Some(idle), Some(t)) = (&mut self.idle, self.idle_timeout) {
                                     idle.as_mut().reset(Instant::now() + t);
                                 }
@@ -222,6 +232,7 @@ impl Driver {
             if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
                 // Idle: hand the read buffer back to the allocator.
                 self.rbuf = BytesMut::new();
+                self.read_size = READ_CHUNK;
             }
             WsShared::set_driver_waker(inner, cx);
             self.shared.transport.set_buffered(buffered);
