@@ -169,7 +169,7 @@ impl Exchange {
                 "http.response.trailers without http.response.start trailers=1",
             ));
         }
-        let map = header_map(headers)?;
+        let map = header_map(headers, false)?;
         inner.frames.push_back(Frame::trailers(map));
         inner.body_done = true;
         if let Some(w) = inner.driver.take() {
@@ -187,12 +187,13 @@ pub(crate) fn response_head(status: u16, headers: Headers) -> Result<Head, SendE
         .map_err(|_| SendError::new(format!("Invalid status code: {status}")))?;
     let mut resp = http::Response::new(());
     *resp.status_mut() = status;
-    *resp.headers_mut() = header_map(headers)?;
-    resp.headers_mut().remove(http::header::TRANSFER_ENCODING);
+    *resp.headers_mut() = header_map(headers, true)?;
     Ok(resp.into_parts().0)
 }
 
-pub(crate) fn header_map(headers: Headers) -> Result<HeaderMap, SendError> {
+/// The app's headers as a `HeaderMap`, validated; `transfer-encoding` is
+/// left out when `drop_framing` (a response head, where hyper frames).
+pub(crate) fn header_map(headers: Headers, drop_framing: bool) -> Result<HeaderMap, SendError> {
     let mut map = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
         // The byte rules `http` enforces include all the spec forbids (CR,
@@ -209,6 +210,9 @@ pub(crate) fn header_map(headers: Headers) -> Result<HeaderMap, SendError> {
                 Ok(()) => SendError::new("Invalid header value: contains control characters"),
             });
         };
+        if drop_framing && name_ok == http::header::TRANSFER_ENCODING {
+            continue;
+        }
         let value = HeaderValue::from_maybe_shared(value)
             .map_err(|_| SendError::new("Invalid header value: contains control characters"))?;
         map.append(name_ok, value);
@@ -528,4 +532,33 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".to_owned());
     format!("application panicked: {what}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_head_drops_the_apps_transfer_encoding() {
+        let headers = Headers::new()
+            .with("content-type", "text/plain")
+            .with("transfer-encoding", "chunked")
+            .with("x-a", "1")
+            .with("x-a", "2");
+        let head = response_head(201, headers).unwrap();
+        assert_eq!(head.status, 201);
+        assert!(!head.headers.contains_key(http::header::TRANSFER_ENCODING));
+        assert_eq!(head.headers["content-type"], "text/plain");
+        let xs: Vec<_> = head.headers.get_all("x-a").iter().collect();
+        assert_eq!(xs, ["1", "2"]);
+    }
+
+    #[test]
+    fn trailers_and_bad_headers() {
+        let map = header_map(Headers::new().with("transfer-encoding", "x"), false).unwrap();
+        assert!(map.contains_key(http::header::TRANSFER_ENCODING));
+        assert!(response_head(200, Headers::new().with("x-bad", "a\r\nb")).is_err());
+        assert!(response_head(200, Headers::new().with("bad name", "v")).is_err());
+        assert!(response_head(1000, Headers::new()).is_err());
+    }
 }

@@ -13,7 +13,10 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use hyper::body::Incoming;
-use pagi::{Connection, HttpScope, Receiver, Scope, Sender, ServerAddr, Transport};
+use pagi::{
+    Connection, Extensions, HttpScope, PagiInfo, Receiver, Scope, Sender, ServerAddr, State,
+    Transport,
+};
 
 pub(crate) use exchange::{header_map, panic_message, response_head, AppBody};
 use exchange::{AppDriver, Exchange, HttpSource, Outcome};
@@ -109,20 +112,25 @@ async fn handle_http(
         ctx.config.ws_write_high_watermark,
         ctx.config.ws_write_low_watermark,
     );
+    // Every field spelled out: `..HttpScope::default()` would build (and
+    // drop) a throwaway `Connection` per request.
     let scope = HttpScope {
+        pagi: PagiInfo::default(),
         http_version: head.http_version,
         method: method_name(&parts.method),
         scheme: Cow::Borrowed("http"),
         path: head.path,
         raw_path: head.raw_path,
         query_string: head.query_string,
+        root_path: String::new(),
         headers: head.headers,
         client: Some(peer),
         server: Some(ServerAddr::Tcp(ctx.local)),
         state: ctx.state.clone(),
+        extensions: Extensions::default(),
         connection: conn.clone(),
         transport: Some(transport.clone()),
-        ..HttpScope::default()
+        custom: State::default(),
     };
     let sse = sse::wants_event_stream(&scope.headers);
     let ex = Exchange::new(conn, transport, if sse { "sse" } else { "http" });

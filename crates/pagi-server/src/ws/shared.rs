@@ -219,7 +219,7 @@ impl WsShared {
                     super::handshake::check_subprotocol(p, &self.offered)
                         .map_err(SendError::new)?;
                 }
-                let headers = header_map(headers)?;
+                let headers = header_map(headers, true)?;
                 inner.decision = Some(Box::new(Decision::Accept {
                     subprotocol,
                     headers,
