@@ -11,7 +11,10 @@
 //! dropped again once everything in it was decoded, so an idle connection holds no buffers;
 //! outgoing frames are batched into one vectored write per round.
 
+use std::future::Future;
 use std::io::{self, IoSlice};
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -90,11 +93,20 @@ async fn connection(mut stream: TcpStream, tick: Option<Duration>) -> io::Result
                 if buf.capacity() - buf.len() < READ_CHUNK / 4 {
                     buf.reserve(READ_CHUNK);
                 }
-                match stream.try_read_buf(&mut buf) {
-                    Ok(0) => return Ok(()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
+                // One poll of `read_buf` (tokio's `poll_read`): a short read
+                // clears the readiness, so a drained socket costs no extra
+                // `recv` returning EAGAIN (`try_read_buf` would make one).
+                let read = std::future::poll_fn(|cx| {
+                    match pin!(stream.read_buf(&mut buf)).poll(cx) {
+                        Poll::Ready(r) => Poll::Ready(Some(r)),
+                        Poll::Pending => Poll::Ready(None),
+                    }
+                })
+                .await;
+                match read {
+                    Some(Ok(0)) => return Ok(()),
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(_)) | None => {}
                 }
             }
             _ = next_tick(&mut ticker) => {
@@ -121,7 +133,11 @@ async fn flush(stream: &mut TcpStream, session: &mut Session) -> io::Result<()> 
         let written = {
             let mut slices = [IoSlice::new(&[]); IOV];
             let n = session.chunks_vectored(&mut slices);
-            stream.write_vectored(&slices[..n]).await?
+            if n == 1 {
+                stream.write(&slices[0]).await?
+            } else {
+                stream.write_vectored(&slices[..n]).await?
+            }
         };
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());

@@ -5,14 +5,14 @@
 
 use std::future::{poll_fn, Future};
 use std::io::IoSlice;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pagi_ws::{Event, State};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant, Sleep};
 
@@ -129,7 +129,14 @@ impl Driver {
             while session.buffered() > 0 {
                 let mut slices = [IoSlice::new(&[]); MAX_SLICES];
                 let n = session.chunks_vectored(&mut slices);
-                match Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..n]) {
+                // One slice: plain `write` (the kernel skips the iovec import).
+                let stream = Pin::new(&mut self.stream);
+                let written = if n == 1 {
+                    stream.poll_write(cx, &slices[0])
+                } else {
+                    stream.poll_write_vectored(cx, &slices[..n])
+                };
+                match written {
                     Poll::Ready(Ok(w)) if w > 0 => session.advance(w),
                     Poll::Ready(_) => {
                         WsShared::set_ended(inner, 1006, "write_error");
@@ -163,12 +170,17 @@ impl Driver {
                             self.rbuf.reserve(self.read_size);
                         }
                         let spare = self.rbuf.capacity() - self.rbuf.len();
-                        match self.stream.try_read_buf(&mut self.rbuf) {
-                            Ok(0) => {
+                        // `read_buf` goes through tokio's `poll_read`, which
+                        // treats a short read as "socket drained" and clears
+                        // the readiness: no extra `recv` that only returns
+                        // EAGAIN (`try_read_buf` would make one per wake-up).
+                        let read = pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx);
+                        match read {
+                            Poll::Ready(Ok(0)) => {
                                 WsShared::set_ended(inner, 1006, "client_closed");
                                 return Poll::Ready(());
                             }
-                            Ok(n) => {
+                            Poll::Ready(Ok(n)) => {
                                 if n == spare {
                                     self.read_size = (self.read_size * 2).min(MAX_READ_CHUNK);
                                 }
@@ -177,10 +189,9 @@ impl Driver {
                                 }
                                 progressed = true;
                             }
-                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                                progressed = true;
-                            }
-                            Err(_) => {
+                            // Spurious readiness: cleared, the waker is registered.
+                            Poll::Pending => {}
+                            Poll::Ready(Err(_)) => {
                                 WsShared::set_ended(inner, 1006, "read_error");
                                 return Poll::Ready(());
                             }
