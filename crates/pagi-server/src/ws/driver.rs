@@ -166,7 +166,9 @@ impl Driver {
             if room {
                 match self.stream.poll_read_ready(cx) {
                     Poll::Ready(Ok(())) => {
-                        if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+                        if self.rbuf.capacity() == 0 {
+                            self.rbuf = read_pool::take(self.read_size);
+                        } else if self.rbuf.capacity() - self.rbuf.len() < 1024 {
                             self.rbuf.reserve(self.read_size);
                         }
                         let spare = self.rbuf.capacity() - self.rbuf.len();
@@ -241,8 +243,8 @@ impl Driver {
                 continue;
             }
             if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-                // Idle: hand the read buffer back to the allocator.
-                self.rbuf = BytesMut::new();
+                // Idle: hand the read buffer back (to this thread's pool).
+                read_pool::give(std::mem::take(&mut self.rbuf));
                 self.read_size = READ_CHUNK;
             }
             WsShared::set_driver_waker(inner, cx);
@@ -356,4 +358,75 @@ fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool
         *timer = None;
     }
     fired
+}
+
+/// A small per-thread cache of empty read buffers. Every connection gives
+/// its buffer back whenever it has drained it (so idle connections hold
+/// none); without the cache, a connection with one message in flight would
+/// pay a 16 KiB allocation and free per message. Bounded: at most
+/// `MAX_POOLED` buffers of at most `2 × READ_CHUNK` bytes per worker thread.
+mod read_pool {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    use super::READ_CHUNK;
+
+    const MAX_POOLED: usize = 64;
+
+    thread_local! {
+        static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty buffer with room for at least `min` bytes.
+    pub(super) fn take(min: usize) -> BytesMut {
+        POOL.with(|p| p.borrow_mut().pop())
+            .filter(|b| b.capacity() >= min)
+            .unwrap_or_else(|| BytesMut::with_capacity(min))
+    }
+
+    /// Keep a drained buffer for the next `take` on this thread, if it is of
+    /// the usual size and the cache has room; otherwise free it.
+    pub(super) fn give(mut buf: BytesMut) {
+        buf.clear();
+        // Decoding advanced the buffer's start: move it back to the front of
+        // its allocation (no copy, it is empty). Fails when the allocation is
+        // shared with a message split off it; such a buffer is not kept.
+        if !buf.try_reclaim(READ_CHUNK) || buf.capacity() > 2 * READ_CHUNK {
+            return;
+        }
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < MAX_POOLED {
+                p.push(buf);
+            }
+        });
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn buffers_are_reused_and_the_pool_is_bounded() {
+            let mut b = take(READ_CHUNK);
+            let ptr = b.as_ptr();
+            // Used: filled and consumed, as the decoder does.
+            b.extend_from_slice(&[1; 1000]);
+            let _ = b.split_to(1000);
+            give(b);
+            let again = take(READ_CHUNK);
+            assert_eq!(again.as_ptr(), ptr, "reused");
+            assert!(again.is_empty() && again.capacity() >= READ_CHUNK);
+            // Too large to keep, or asked for more than a pooled one holds.
+            give(BytesMut::with_capacity(8 * READ_CHUNK));
+            assert_eq!(POOL.with(|p| p.borrow().len()), 0);
+            give(again);
+            assert!(take(4 * READ_CHUNK).capacity() >= 4 * READ_CHUNK);
+            for _ in 0..2 * MAX_POOLED {
+                give(BytesMut::with_capacity(READ_CHUNK));
+            }
+            assert_eq!(POOL.with(|p| p.borrow().len()), MAX_POOLED);
+        }
+    }
 }

@@ -427,7 +427,10 @@ impl EventSource for WsSource {
                 reason: reason.clone(),
             });
         }
-        inner.recv_waker = Some(cx.waker().clone());
+        match &inner.recv_waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => inner.recv_waker = Some(cx.waker().clone()),
+        }
         Poll::Pending
     }
 }
