@@ -31,6 +31,9 @@ impl OutQueue {
     }
 
     fn reserve_tail(&mut self, n: usize) {
+        if self.tail.capacity() == 0 && n <= TAIL_MIN_ALLOC {
+            self.tail = tail_pool::take();
+        }
         if self.tail.capacity() - self.tail.len() < n {
             self.tail.reserve(n.max(TAIL_MIN_ALLOC));
         }
@@ -119,13 +122,58 @@ impl OutQueue {
     fn release(&mut self) {
         debug_assert_eq!(self.len, 0);
         self.chunks = VecDeque::new();
-        self.tail = BytesMut::new();
+        tail_pool::give(std::mem::take(&mut self.tail));
     }
 
     /// Heap bytes held by the queue's own buffers (excluding shared payloads).
     #[cfg(test)]
     pub(crate) fn held_capacity(&self) -> usize {
         self.tail.capacity() + self.chunks.capacity() * std::mem::size_of::<Bytes>()
+    }
+}
+
+/// A per-thread cache of drained tails. The queue frees its buffers whenever it drains (so an
+/// idle session holds none), which with one message in flight would otherwise mean an
+/// allocation and a free per message. Bounded: at most `MAX_POOLED` tails of at most
+/// `MAX_POOLED_CAPACITY` bytes per thread; larger ones go back to the allocator.
+mod tail_pool {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    use super::TAIL_MIN_ALLOC;
+
+    const MAX_POOLED: usize = 64;
+    const MAX_POOLED_CAPACITY: usize = 4096;
+
+    thread_local! {
+        static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// An empty tail (possibly without capacity, if the pool is empty).
+    pub(super) fn take() -> BytesMut {
+        POOL.with(|p| p.borrow_mut().pop()).unwrap_or_default()
+    }
+
+    /// Keep a drained tail for the next `take` on this thread, if it is small and unshared.
+    pub(super) fn give(mut tail: BytesMut) {
+        tail.clear();
+        // Reset the start to the front of the allocation; fails if a frozen part is still
+        // shared (then it is not kept).
+        if !tail.try_reclaim(TAIL_MIN_ALLOC) || tail.capacity() > MAX_POOLED_CAPACITY {
+            return;
+        }
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < MAX_POOLED {
+                p.push(tail);
+            }
+        });
+    }
+
+    #[cfg(test)]
+    pub(super) fn pooled() -> usize {
+        POOL.with(|p| p.borrow().len())
     }
 }
 
@@ -173,6 +221,25 @@ mod tests {
         assert_eq!(q.len(), 0);
         assert_eq!(written, want);
         assert_eq!(q.held_capacity(), 0, "buffers released when drained");
+    }
+
+    #[test]
+    fn drained_tails_are_reused_from_the_thread_pool() {
+        let mut q = OutQueue::default();
+        q.push_copy(0x82, b"abc");
+        let ptr = q.tail.as_ptr();
+        q.advance(q.len());
+        assert_eq!(q.held_capacity(), 0);
+        let before = tail_pool::pooled();
+        assert!(before >= 1);
+        q.push_copy(0x82, b"def");
+        assert_eq!(q.tail.as_ptr(), ptr, "same allocation");
+        assert_eq!(tail_pool::pooled(), before - 1);
+        assert_eq!(drain(&q), [0x82, 3, b'd', b'e', b'f']);
+        // A tail that grew large is freed, not pooled.
+        q.push_copy(0x82, &[0u8; 10_000]);
+        q.advance(q.len());
+        assert_eq!(tail_pool::pooled(), before - 1);
     }
 
     #[test]
