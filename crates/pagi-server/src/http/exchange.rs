@@ -203,7 +203,7 @@ pub(crate) fn header_map(headers: Headers, drop_framing: bool) -> Result<HeaderM
         let value_ok = value
             .iter()
             .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t');
-        let name_ok = HeaderName::from_bytes(&name).ok();
+        let name_ok = common_name(&name).or_else(|| HeaderName::from_bytes(&name).ok());
         let (Some(name_ok), true) = (name_ok, value_ok) else {
             return Err(match pagi::validate_header(&name, &value) {
                 Err(e) => SendError::new(e.to_string()),
@@ -218,6 +218,29 @@ pub(crate) fn header_map(headers: Headers, drop_framing: bool) -> Result<HeaderM
         map.append(name_ok, value);
     }
     Ok(map)
+}
+
+/// The names apps send most, without `HeaderName::from_bytes`'s byte-by-byte
+/// parse (app header names are lower-case, as the spec requires).
+fn common_name(name: &[u8]) -> Option<HeaderName> {
+    use http::header as h;
+    Some(match name {
+        b"content-type" => h::CONTENT_TYPE,
+        b"content-length" => h::CONTENT_LENGTH,
+        b"cache-control" => h::CACHE_CONTROL,
+        b"set-cookie" => h::SET_COOKIE,
+        b"location" => h::LOCATION,
+        b"content-encoding" => h::CONTENT_ENCODING,
+        b"etag" => h::ETAG,
+        b"last-modified" => h::LAST_MODIFIED,
+        b"vary" => h::VARY,
+        b"access-control-allow-origin" => h::ACCESS_CONTROL_ALLOW_ORIGIN,
+        b"server" => h::SERVER,
+        b"date" => h::DATE,
+        b"connection" => h::CONNECTION,
+        b"transfer-encoding" => h::TRANSFER_ENCODING,
+        _ => return None,
+    })
 }
 
 /// The exchange is the app's `send` for an http scope.
@@ -551,6 +574,33 @@ mod tests {
         assert_eq!(head.headers["content-type"], "text/plain");
         let xs: Vec<_> = head.headers.get_all("x-a").iter().collect();
         assert_eq!(xs, ["1", "2"]);
+    }
+
+    #[test]
+    fn common_names_match_the_parsed_ones() {
+        for n in [
+            "content-type",
+            "content-length",
+            "cache-control",
+            "set-cookie",
+            "location",
+            "content-encoding",
+            "etag",
+            "last-modified",
+            "vary",
+            "access-control-allow-origin",
+            "server",
+            "date",
+            "connection",
+            "transfer-encoding",
+        ] {
+            assert_eq!(
+                common_name(n.as_bytes()),
+                HeaderName::from_bytes(n.as_bytes()).ok()
+            );
+        }
+        assert_eq!(common_name(b"Content-Type"), None);
+        assert_eq!(common_name(b"x-custom"), None);
     }
 
     #[test]
