@@ -29,7 +29,7 @@ struct Inner {
     head: Option<Head>,
     started: bool,
     trailers_expected: bool,
-    frames: VecDeque<Frame<Bytes>>,
+    frames: Frames,
     queued: usize,
     body_done: bool,
     /// Client gone or exchange abandoned: sends are no-ops.
@@ -44,6 +44,40 @@ struct Inner {
     /// tells the response body it changed.
     keepalive: Option<(Duration, Bytes)>,
     keepalive_gen: u64,
+}
+
+/// The response frames queued for hyper, in order. The first one is held
+/// inline: most responses are a single body chunk, which then costs no
+/// allocation. (Bounded by the transport's watermarks, like every send.)
+#[derive(Default)]
+struct Frames {
+    first: Option<Frame<Bytes>>,
+    rest: VecDeque<Frame<Bytes>>,
+}
+
+impl Frames {
+    fn push_back(&mut self, f: Frame<Bytes>) {
+        if self.first.is_none() {
+            self.first = Some(f);
+        } else {
+            self.rest.push_back(f);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Frame<Bytes>> {
+        let f = self.first.take()?;
+        self.first = self.rest.pop_front();
+        Some(f)
+    }
+
+    fn clear(&mut self) {
+        self.first = None;
+        self.rest.clear();
+    }
+
+    fn all_data(&self) -> bool {
+        self.first.iter().chain(&self.rest).all(Frame::is_data)
+    }
 }
 
 /// State shared by the source, the sink and the response body.
@@ -460,8 +494,7 @@ impl AppBody {
     pub(crate) fn seal_if_complete(mut self) -> Self {
         self.hint = {
             let inner = self.driver.ex.lock();
-            (inner.body_done && inner.frames.iter().all(Frame::is_data))
-                .then_some(inner.queued as u64)
+            (inner.body_done && inner.frames.all_data()).then_some(inner.queued as u64)
         };
         self
     }
@@ -574,6 +607,25 @@ mod tests {
         assert_eq!(head.headers["content-type"], "text/plain");
         let xs: Vec<_> = head.headers.get_all("x-a").iter().collect();
         assert_eq!(xs, ["1", "2"]);
+    }
+
+    #[test]
+    fn frames_keep_their_order() {
+        let mut q = Frames::default();
+        assert!(q.pop_front().is_none() && q.all_data());
+        for i in 0..5u8 {
+            q.push_back(Frame::data(Bytes::from(vec![i])));
+        }
+        assert_eq!(q.pop_front().unwrap().into_data().unwrap()[0], 0);
+        q.push_back(Frame::trailers(HeaderMap::new()));
+        assert!(!q.all_data());
+        let rest: Vec<bool> = std::iter::from_fn(|| q.pop_front())
+            .map(|f| f.is_data())
+            .collect();
+        assert_eq!(rest, [true, true, true, true, false]);
+        q.push_back(Frame::data(Bytes::from_static(b"x")));
+        q.clear();
+        assert!(q.pop_front().is_none());
     }
 
     #[test]
