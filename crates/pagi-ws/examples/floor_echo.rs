@@ -24,8 +24,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 
-/// How much room a read gets at least.
-const READ_CHUNK: usize = 16 * 1024;
+/// How much room a read gets at least: a 16 KiB message and its header fit in one read (the
+/// buffer is freed whenever drained, so idle connections do not hold it).
+const READ_CHUNK: usize = 64 * 1024;
 /// Largest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 /// Slices per vectored write.

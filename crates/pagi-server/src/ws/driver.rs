@@ -20,9 +20,11 @@ use super::shared::{from_ws, Inner, Keepalive, WsShared};
 use crate::config::QueuePolicy;
 use crate::server::Ctx;
 
-/// Bytes reserved per read when the buffer is empty; doubled while reads
-/// fill it (large messages arrive in fewer syscalls and copies), up to
-/// `MAX_READ_CHUNK`, and reset when the buffer is released on idle.
+/// Bytes reserved per read at first; doubled while reads fill the buffer
+/// (large messages then arrive in one read and no reallocation), up to
+/// `MAX_READ_CHUNK`, and halved again while reads use under a quarter of it.
+/// The size is a per-connection hint: the buffer itself is released when
+/// drained.
 const READ_CHUNK: usize = 16 * 1024;
 const MAX_READ_CHUNK: usize = 128 * 1024;
 /// Most slices handed to one `writev`.
@@ -185,6 +187,8 @@ impl Driver {
                             Poll::Ready(Ok(n)) => {
                                 if n == spare {
                                     self.read_size = (self.read_size * 2).min(MAX_READ_CHUNK);
+                                } else if n < self.read_size / 4 {
+                                    self.read_size = (self.read_size / 2).max(READ_CHUNK);
                                 }
                                 if let (Some(idle), Some(t)) = (&mut self.idle, self.idle_timeout) {
                                     idle.as_mut().reset(Instant::now() + t);
@@ -245,7 +249,6 @@ impl Driver {
             if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
                 // Idle: hand the read buffer back (to this thread's pool).
                 read_pool::give(std::mem::take(&mut self.rbuf));
-                self.read_size = READ_CHUNK;
             }
             WsShared::set_driver_waker(inner, cx);
             self.shared.transport.set_buffered(buffered);
@@ -363,42 +366,56 @@ fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool
 /// A small per-thread cache of empty read buffers. Every connection gives
 /// its buffer back whenever it has drained it (so idle connections hold
 /// none); without the cache, a connection with one message in flight would
-/// pay a 16 KiB allocation and free per message. Bounded: at most
-/// `MAX_POOLED` buffers of at most `2 × READ_CHUNK` bytes per worker thread.
+/// pay an allocation and a free of its read buffer per message. Bounded:
+/// at most `MAX_POOLED_BYTES` of buffers per worker thread.
 mod read_pool {
     use std::cell::RefCell;
 
     use bytes::BytesMut;
 
-    use super::READ_CHUNK;
+    use super::{MAX_READ_CHUNK, READ_CHUNK};
 
-    const MAX_POOLED: usize = 64;
+    const MAX_POOLED_BYTES: usize = 1024 * 1024;
+
+    #[derive(Default)]
+    struct Pool {
+        bufs: Vec<BytesMut>,
+        bytes: usize,
+    }
 
     thread_local! {
-        static POOL: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+        static POOL: RefCell<Pool> = RefCell::new(Pool::default());
     }
 
     /// An empty buffer with room for at least `min` bytes.
     pub(super) fn take(min: usize) -> BytesMut {
-        POOL.with(|p| p.borrow_mut().pop())
-            .filter(|b| b.capacity() >= min)
-            .unwrap_or_else(|| BytesMut::with_capacity(min))
+        let pooled = POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let b = p.bufs.pop()?;
+            p.bytes -= b.capacity();
+            Some(b)
+        });
+        match pooled {
+            Some(b) if b.capacity() >= min => b,
+            _ => BytesMut::with_capacity(min),
+        }
     }
 
     /// Keep a drained buffer for the next `take` on this thread, if it is of
-    /// the usual size and the cache has room; otherwise free it.
+    /// a usual size and the cache has room; otherwise free it.
     pub(super) fn give(mut buf: BytesMut) {
         buf.clear();
         // Decoding advanced the buffer's start: move it back to the front of
         // its allocation (no copy, it is empty). Fails when the allocation is
         // shared with a message split off it; such a buffer is not kept.
-        if !buf.try_reclaim(READ_CHUNK) || buf.capacity() > 2 * READ_CHUNK {
+        if !buf.try_reclaim(READ_CHUNK) || buf.capacity() > 2 * MAX_READ_CHUNK {
             return;
         }
         POOL.with(|p| {
             let mut p = p.borrow_mut();
-            if p.len() < MAX_POOLED {
-                p.push(buf);
+            if p.bytes + buf.capacity() <= MAX_POOLED_BYTES {
+                p.bytes += buf.capacity();
+                p.bufs.push(buf);
             }
         });
     }
@@ -406,6 +423,10 @@ mod read_pool {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        fn pooled_bytes() -> usize {
+            POOL.with(|p| p.borrow().bytes)
+        }
 
         #[test]
         fn buffers_are_reused_and_the_pool_is_bounded() {
@@ -418,15 +439,25 @@ mod read_pool {
             let again = take(READ_CHUNK);
             assert_eq!(again.as_ptr(), ptr, "reused");
             assert!(again.is_empty() && again.capacity() >= READ_CHUNK);
-            // Too large to keep, or asked for more than a pooled one holds.
-            give(BytesMut::with_capacity(8 * READ_CHUNK));
-            assert_eq!(POOL.with(|p| p.borrow().len()), 0);
-            give(again);
+            assert_eq!(pooled_bytes(), 0);
+            // Too large to keep.
+            give(BytesMut::with_capacity(4 * MAX_READ_CHUNK));
+            assert_eq!(pooled_bytes(), 0);
+            // Shared with a message still alive: not kept.
+            let mut shared = again;
+            shared.extend_from_slice(&[2; 100]);
+            let msg = shared.split_to(100).freeze();
+            give(shared);
+            assert_eq!(pooled_bytes(), 0);
+            drop(msg);
+            // Asked for more than the pooled one holds: a new buffer.
+            give(BytesMut::with_capacity(READ_CHUNK));
             assert!(take(4 * READ_CHUNK).capacity() >= 4 * READ_CHUNK);
-            for _ in 0..2 * MAX_POOLED {
+            for _ in 0..1000 {
                 give(BytesMut::with_capacity(READ_CHUNK));
             }
-            assert_eq!(POOL.with(|p| p.borrow().len()), MAX_POOLED);
+            assert!(pooled_bytes() <= MAX_POOLED_BYTES);
+            assert!(pooled_bytes() > MAX_POOLED_BYTES - 2 * READ_CHUNK);
         }
     }
 }
