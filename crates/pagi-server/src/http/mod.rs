@@ -97,6 +97,45 @@ async fn handle_http(
     peer: std::net::SocketAddr,
     request: RequestGuard,
 ) -> Response<ResponseBody> {
+    // Everything up to the first await happens in a plain function, so the
+    // future (which hyper moves into place for every request) only holds
+    // what lives across the await: the driver and the exchange.
+    let (mut driver, ex) = match start_app(req, &ctx, peer, request) {
+        Ok(started) => started,
+        Err(refused) => return refused,
+    };
+    match poll_fn(|cx| driver.poll_head(cx)).await {
+        Outcome::Started(head) => {
+            let body = driver.body().seal_if_complete();
+            Response::from_parts(head, ResponseBody::App(body))
+        }
+        Outcome::Finished(result) => {
+            if ex.too_large() {
+                return canned(StatusCode::PAYLOAD_TOO_LARGE, true);
+            }
+            if !ex.conn.is_connected() {
+                // The client already left: not an application error.
+                return canned(StatusCode::INTERNAL_SERVER_ERROR, true);
+            }
+            match result {
+                Ok(()) => tracing::error!("PAGI application returned without starting a response"),
+                Err(e) => tracing::error!("PAGI application error: {e}"),
+            }
+            ex.conn.mark_response_started();
+            ex.close("server_error");
+            canned(StatusCode::INTERNAL_SERVER_ERROR, true)
+        }
+    }
+}
+
+/// Build the scope and the app's handles and call the app (not yet polled);
+/// `Err` is a response the server gives without calling the app.
+fn start_app(
+    req: Request<Incoming>,
+    ctx: &Arc<Ctx>,
+    peer: std::net::SocketAddr,
+    request: RequestGuard,
+) -> Result<(AppDriver, Arc<Exchange>), Response<ResponseBody>> {
     let (parts, body) = req.into_parts();
     let limit = ctx.config.max_body_size;
     let declared = parts
@@ -104,7 +143,7 @@ async fn handle_http(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if limit > 0 && declared.is_some_and(|n| n > limit) {
-        return canned(StatusCode::PAYLOAD_TOO_LARGE, true);
+        return Err(canned(StatusCode::PAYLOAD_TOO_LARGE, true));
     }
     let head = scope::request_head(&parts);
     let conn = Connection::new();
@@ -150,30 +189,8 @@ async fn handle_http(
         (Scope::Http(scope), Sender::new(sink))
     };
     let fut = ctx.app.call(scope, receiver, sender);
-    let mut driver = AppDriver::new(fut, ex.clone(), ctx.live.guard(), request);
-
-    match poll_fn(|cx| driver.poll_head(cx)).await {
-        Outcome::Started(head) => {
-            let body = driver.body().seal_if_complete();
-            Response::from_parts(head, ResponseBody::App(body))
-        }
-        Outcome::Finished(result) => {
-            if ex.too_large() {
-                return canned(StatusCode::PAYLOAD_TOO_LARGE, true);
-            }
-            if !ex.conn.is_connected() {
-                // The client already left: not an application error.
-                return canned(StatusCode::INTERNAL_SERVER_ERROR, true);
-            }
-            match result {
-                Ok(()) => tracing::error!("PAGI application returned without starting a response"),
-                Err(e) => tracing::error!("PAGI application error: {e}"),
-            }
-            ex.conn.mark_response_started();
-            ex.close("server_error");
-            canned(StatusCode::INTERNAL_SERVER_ERROR, true)
-        }
-    }
+    let driver = AppDriver::new(fut, ex.clone(), ctx.live.guard(), request);
+    Ok((driver, ex))
 }
 
 /// The method's name; the standard ones without allocating.
