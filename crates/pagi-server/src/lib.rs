@@ -28,6 +28,7 @@ mod error;
 mod http;
 mod lifespan;
 mod server;
+mod when_woken;
 mod ws;
 
 pub use config::{Config, DeflateConfig, LifespanMode, QueuePolicy};

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::lifespan::Lifespan;
+use crate::when_woken::WhenWoken;
 use crate::{Config, Error};
 
 /// Where the server is in its life; connections watch it.
@@ -274,20 +275,28 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>, _l
     let period = ctx.config.header_read_timeout;
     let watchdog = tokio::time::sleep(period.unwrap_or(Duration::from_secs(3600)));
     tokio::pin!(watchdog);
-    let mut seen = 0;
-    loop {
-        tokio::select! {
-            res = conn.as_mut() => return log_conn_end(peer, res),
-            _ = phase.wait_for(|p| *p >= Phase::Draining) => break,
-            () = &mut watchdog, if period.is_some() => {
-                let started = activity.started.load(Ordering::Relaxed);
-                if started == seen && activity.in_flight.load(Ordering::Relaxed) == 0 {
-                    tracing::debug!("connection {peer}: no request for {period:?}, closing");
-                    return;
+    {
+        // Polled on every wake-up of this task (several per request): wrapped
+        // so that it costs an atomic swap instead of the watch channel's lock.
+        let draining = async { phase.wait_for(|p| *p >= Phase::Draining).await.map(drop) };
+        tokio::pin!(draining);
+        let mut draining = WhenWoken::new(draining);
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                biased;
+                res = conn.as_mut() => return log_conn_end(peer, res),
+                _ = &mut draining => break,
+                () = &mut watchdog, if period.is_some() => {
+                    let started = activity.started.load(Ordering::Relaxed);
+                    if started == seen && activity.in_flight.load(Ordering::Relaxed) == 0 {
+                        tracing::debug!("connection {peer}: no request for {period:?}, closing");
+                        return;
+                    }
+                    seen = started;
+                    let next = tokio::time::Instant::now() + period.unwrap_or_default();
+                    watchdog.as_mut().reset(next);
                 }
-                seen = started;
-                let next = tokio::time::Instant::now() + period.unwrap_or_default();
-                watchdog.as_mut().reset(next);
             }
         }
     }
