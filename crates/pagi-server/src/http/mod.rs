@@ -100,9 +100,8 @@ async fn handle_http(
     // Everything up to the first await happens in a plain function, so the
     // future (which hyper moves into place for every request) only holds
     // what lives across the await: the driver and the exchange.
-    let (mut driver, ex) = match start_app(req, &ctx, peer, request) {
-        Ok(started) => started,
-        Err(refused) => return refused,
+    let Some((mut driver, ex)) = start_app(req, &ctx, peer, request) else {
+        return canned(StatusCode::PAYLOAD_TOO_LARGE, true);
     };
     match poll_fn(|cx| driver.poll_head(cx)).await {
         Outcome::Started(head) => {
@@ -129,13 +128,13 @@ async fn handle_http(
 }
 
 /// Build the scope and the app's handles and call the app (not yet polled);
-/// `Err` is a response the server gives without calling the app.
+/// `None` if the declared body is over `max_body_size` (413, no app call).
 fn start_app(
     req: Request<Incoming>,
     ctx: &Arc<Ctx>,
     peer: std::net::SocketAddr,
     request: RequestGuard,
-) -> Result<(AppDriver, Arc<Exchange>), Response<ResponseBody>> {
+) -> Option<(AppDriver, Arc<Exchange>)> {
     let (parts, body) = req.into_parts();
     let limit = ctx.config.max_body_size;
     let declared = parts
@@ -143,7 +142,7 @@ fn start_app(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if limit > 0 && declared.is_some_and(|n| n > limit) {
-        return Err(canned(StatusCode::PAYLOAD_TOO_LARGE, true));
+        return None;
     }
     let head = scope::request_head(&parts);
     let conn = Connection::new();
@@ -190,7 +189,7 @@ fn start_app(
     };
     let fut = ctx.app.call(scope, receiver, sender);
     let driver = AppDriver::new(fut, ex.clone(), ctx.live.guard(), request);
-    Ok((driver, ex))
+    Some((driver, ex))
 }
 
 /// The method's name; the standard ones without allocating.
