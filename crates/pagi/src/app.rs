@@ -47,8 +47,35 @@ where
         receive: Receiver,
         send: Sender,
     ) -> BoxFuture<Result<(), BoxError>> {
-        let fut = self(scope, receive, send);
-        Box::pin(async move { fut.await.map_err(Into::into) })
+        // A named adapter rather than an `async` block around `fut`: the
+        // block would move the app's future (which holds the scope) once
+        // more before it is boxed.
+        Box::pin(MapErr {
+            fut: self(scope, receive, send),
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The app's future with its error boxed.
+    struct MapErr<F> {
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F, E> Future for MapErr<F>
+where
+    F: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<(), BoxError>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.project().fut.poll(cx).map(|r| r.map_err(Into::into))
     }
 }
 
