@@ -141,6 +141,13 @@ async fn invalid_handshakes_are_400_and_never_reach_the_app() {
         assert_eq!(resp.status, 400, "{what}: {resp:?}");
         assert!(resp.header("sec-websocket-accept").is_none(), "{what}");
     }
+    // HTTP/1.0 (hyper does not mark it as an upgrade): still a refused
+    // handshake, not a plain request for the app.
+    let http10 = String::from_utf8(request("GET", &[UPGRADE, CONNECTION, VERSION, KEY]))
+        .unwrap()
+        .replacen("HTTP/1.1", "HTTP/1.0", 1);
+    let (resp, _) = http_raw(server.addr, http10.as_bytes()).await;
+    assert_eq!(resp.status, 400, "HTTP/1.0: {resp:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 0, "the app was called");
     server.shutdown(STEP).await;
 }

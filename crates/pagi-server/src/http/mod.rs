@@ -137,10 +137,8 @@ fn start_app(
 ) -> Option<(AppDriver, Arc<Exchange>)> {
     let (parts, body) = req.into_parts();
     let limit = ctx.config.max_body_size;
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    // hyper already parsed Content-Length into the body's exact size.
+    let declared = http_body::Body::size_hint(&body).exact();
     if limit > 0 && declared.is_some_and(|n| n > limit) {
         return None;
     }

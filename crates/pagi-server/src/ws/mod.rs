@@ -25,7 +25,16 @@ use handshake::Refusal;
 use shared::{Decision, WsShared, WsSource};
 
 pub(crate) fn is_upgrade_request(req: &Request<Incoming>) -> bool {
-    crate::http::scope::header_has_token(req.headers(), header::UPGRADE, "websocket")
+    // hyper marks HTTP/1.1 requests that carry `Upgrade` with a pending
+    // upgrade: for every other HTTP/1.1 request this saves a header lookup.
+    // (Other versions are checked in full, so that an HTTP/1.0 attempt still
+    // gets its 400.)
+    let may_upgrade = req.version() != http::Version::HTTP_11
+        || req
+            .extensions()
+            .get::<hyper::upgrade::OnUpgrade>()
+            .is_some();
+    may_upgrade && crate::http::scope::header_has_token(req.headers(), header::UPGRADE, "websocket")
 }
 
 /// Answer an upgrade request: validate it, start the app with a
