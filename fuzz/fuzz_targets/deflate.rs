@@ -198,17 +198,18 @@ impl Peer {
 
     /// Feed client bytes in chunks of `chunk` (0 = all at once); returns the events.
     fn feed(&mut self, bytes: &[u8], chunk: usize) -> Vec<Event> {
-        let chunk = if chunk == 0 { bytes.len().max(1) } else { chunk };
+        let chunk = if chunk == 0 {
+            bytes.len().max(1)
+        } else {
+            chunk
+        };
         let mut input = BytesMut::with_capacity(chunk.min(bytes.len()).max(1));
         let mut evs = Vec::new();
         for piece in bytes.chunks(chunk) {
             input.extend_from_slice(piece);
             while let Some(e) = self.s.read_event(&mut input) {
                 assert!(
-                    !matches!(
-                        evs.last(),
-                        Some(Event::Failed { .. } | Event::Close { .. })
-                    ),
+                    !matches!(evs.last(), Some(Event::Failed { .. } | Event::Close { .. })),
                     "event after a failure: {e:?}"
                 );
                 match &e {
@@ -235,7 +236,13 @@ impl Peer {
     /// Frames for one message: the first with `b0`, the payload split in `nfrag` pieces, a
     /// ping after every fragment but the last when `pings`.
     /// Returns the bytes and the number of pings.
-    fn frames(b0: u8, payload: &[u8], nfrag: usize, pings: bool, mask: [u8; 4]) -> (Vec<u8>, usize) {
+    fn frames(
+        b0: u8,
+        payload: &[u8],
+        nfrag: usize,
+        pings: bool,
+        mask: [u8; 4],
+    ) -> (Vec<u8>, usize) {
         let mut wire = Vec::new();
         let step = payload.len().div_ceil(nfrag).max(1);
         let pieces: Vec<&[u8]> = if payload.is_empty() {
@@ -296,7 +303,10 @@ impl Peer {
                     };
                     assert_eq!(op, wop, "opcode");
                     let got = if f.b0 & 0x40 != 0 {
-                        assert!(wbytes.len() >= self.min, "compressed below compress_min_size");
+                        assert!(
+                            wbytes.len() >= self.min,
+                            "compressed below compress_min_size"
+                        );
                         if self.params.server_no_context_takeover {
                             // A fresh inflater proves that no context is needed.
                             self.d = Decompress::new_with_window_bits(
@@ -313,7 +323,11 @@ impl Peer {
                         );
                         f.payload.clone()
                     };
-                    assert!(got == wbytes, "round trip changed a {}-byte message", wbytes.len());
+                    assert!(
+                        got == wbytes,
+                        "round trip changed a {}-byte message",
+                        wbytes.len()
+                    );
                 }
                 op => panic!("unexpected server opcode {op:#x}"),
             }
@@ -371,7 +385,12 @@ fn run(data: &[u8]) {
                 let checked = p.in_sync;
                 match p.outcome(&evs) {
                     Some(m) => {
-                        assert!(!over, "{} bytes ({} compressed) accepted", plain.len(), payload.len());
+                        assert!(
+                            !over,
+                            "{} bytes ({} compressed) accepted",
+                            plain.len(),
+                            payload.len()
+                        );
                         if checked {
                             assert!(!bad_text, "invalid UTF-8 accepted");
                             let got = match &m {

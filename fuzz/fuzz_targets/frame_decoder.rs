@@ -22,8 +22,8 @@
 mod common;
 
 use bytes::{Bytes, BytesMut};
-use common::{is_sendable_close_code, parse_server_output, write_all, write_some, Reader};
 use common::ServerFrame;
+use common::{is_sendable_close_code, parse_server_output, write_all, write_some, Reader};
 use libfuzzer_sys::fuzz_target;
 use pagi_ws::{Event, Message, Session, SessionConfig, State};
 
@@ -47,8 +47,8 @@ const FINAL_CHUNKS: [usize; 16] = [
     4,
 ];
 const CLOSE_CODES: [u16; 20] = [
-    1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1011, 1014, 1015, 1016, 2999, 3000, 4999,
-    5000, 0, 999, 65535, 1009,
+    1000, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1011, 1014, 1015, 1016, 2999, 3000, 4999, 5000,
+    0, 999, 65535, 1009,
 ];
 
 /// An event in comparable form.
@@ -98,10 +98,7 @@ fn ref_header(b: &[u8]) -> RefHeader {
     let rsv1 = b0 & 0x40 != 0;
     let opcode = b0 & 0x0F;
     let control = opcode >= 8;
-    if !matches!(opcode, 0 | 1 | 2 | 8 | 9 | 10)
-        || b0 & 0x30 != 0
-        || (control && (rsv1 || !fin))
-    {
+    if !matches!(opcode, 0 | 1 | 2 | 8 | 9 | 10) || b0 & 0x30 != 0 || (control && (rsv1 || !fin)) {
         return RefHeader::Invalid;
     }
     let Some(&b1) = b.get(1) else {
@@ -347,10 +344,7 @@ fn text_payload(n: usize, seed: u8) -> String {
 fn close_frame(code: u16, reason: &[u8]) -> ServerFrame {
     let mut payload = code.to_be_bytes().to_vec();
     payload.extend_from_slice(reason);
-    ServerFrame {
-        b0: 0x88,
-        payload,
-    }
+    ServerFrame { b0: 0x88, payload }
 }
 
 impl Driver {
@@ -447,10 +441,7 @@ impl Driver {
                         } else {
                             code.to_be_bytes().to_vec()
                         };
-                        self.expect(ServerFrame {
-                            b0: 0x88,
-                            payload,
-                        });
+                        self.expect(ServerFrame { b0: 0x88, payload });
                         self.close_sent = true;
                     }
                     self.close_received = true;
@@ -475,7 +466,10 @@ impl Driver {
             self.check();
         }
         if self.terminal {
-            assert!(self.input.is_empty(), "input kept after the session stopped reading");
+            assert!(
+                self.input.is_empty(),
+                "input kept after the session stopped reading"
+            );
         }
         self.check();
     }
@@ -584,7 +578,12 @@ fn run(data: &[u8]) {
                 d.close(code, &reason);
             }
             6 => {
-                write_some(&mut d.s, &mut d.wire_out, usize::from(kind / 10) % 5 + 1, usize::from(arg) * 31);
+                write_some(
+                    &mut d.s,
+                    &mut d.wire_out,
+                    usize::from(kind / 10) % 5 + 1,
+                    usize::from(arg) * 31,
+                );
                 d.check();
             }
             7 => d.send_failure_close(),
@@ -609,7 +608,10 @@ fn run(data: &[u8]) {
 
     // The output is exactly the expected frames.
     let frames = parse_server_output(&d.wire_out, false);
-    assert!(frames == d.expected, "server output differs from the expected frames");
+    assert!(
+        frames == d.expected,
+        "server output differs from the expected frames"
+    );
 
     // The whole stream in one read gives the same events.
     if d.close_at.is_none() {

@@ -22,7 +22,13 @@ use pagi_ws::{DeflateConfig, DeflateParams};
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 fn sha1(data: &[u8]) -> [u8; 20] {
-    let mut h: [u32; 5] = [0x6745_2301, 0xEFCD_AB89, 0x98BA_DCFE, 0x1032_5476, 0xC3D2_E1F0];
+    let mut h: [u32; 5] = [
+        0x6745_2301,
+        0xEFCD_AB89,
+        0x98BA_DCFE,
+        0x1032_5476,
+        0xC3D2_E1F0,
+    ];
     let mut msg = data.to_vec();
     msg.push(0x80);
     while msg.len() % 64 != 56 {
@@ -95,7 +101,11 @@ fn reference_key_valid(k: &[u8]) -> bool {
 }
 
 fn check_key(k: &[u8]) {
-    assert_eq!(is_valid_key(k), reference_key_valid(k), "is_valid_key({k:?})");
+    assert_eq!(
+        is_valid_key(k),
+        reference_key_valid(k),
+        "is_valid_key({k:?})"
+    );
     let mut input = k.to_vec();
     input.extend_from_slice(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
     assert_eq!(accept_key(k), base64(&sha1(&input)), "accept_key({k:?})");
@@ -153,8 +163,12 @@ fn parse_answer(resp: &str) -> Answer {
         client_bits: None,
     };
     let bits = |v: &str| -> u8 {
-        assert!(!v.starts_with('0') && v.len() <= 2, "window value {v:?} in {resp}");
-        v.parse().unwrap_or_else(|_| panic!("window value {v:?} in {resp}"))
+        assert!(
+            !v.starts_with('0') && v.len() <= 2,
+            "window value {v:?} in {resp}"
+        );
+        v.parse()
+            .unwrap_or_else(|_| panic!("window value {v:?} in {resp}"))
     };
     for p in parts {
         match p.split_once('=') {
@@ -180,7 +194,10 @@ fn check_negotiation(offers: &[&[u8]], cfg: &DeflateConfig) {
     }
     // The first acceptable offer wins, across header values.
     let one_by_one = offers.iter().find_map(|o| negotiate_deflate(&[*o], cfg));
-    assert_eq!(r, one_by_one, "negotiating all values at once vs one by one");
+    assert_eq!(
+        r, one_by_one,
+        "negotiating all values at once vs one by one"
+    );
     let Some((p, resp)) = r else {
         return;
     };
@@ -213,7 +230,10 @@ fn check_negotiation(offers: &[&[u8]], cfg: &DeflateConfig) {
                 o.windows(22)
                     .any(|w| w.eq_ignore_ascii_case(b"client_max_window_bits"))
             });
-            assert!(offered, "client_max_window_bits answered but never offered: {resp}");
+            assert!(
+                offered,
+                "client_max_window_bits answered but never offered: {resp}"
+            );
         }
         None => assert_eq!(p.client_max_window_bits, 15, "{resp}"),
     }
@@ -265,7 +285,9 @@ fn run(data: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     // The reference SHA-1/base64 themselves, on RFC 6455's example.
     debug_assert_eq!(
-        base64(&sha1(b"dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11")),
+        base64(&sha1(
+            b"dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+        )),
         "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
     );
     run(data)

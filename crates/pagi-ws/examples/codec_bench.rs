@@ -12,22 +12,11 @@ use pagi_ws::{DeflateParams, Event, Session, SessionConfig};
 
 const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
 
+#[path = "support/client_frame.rs"]
+mod support;
+
 fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![b0];
-    match payload.len() {
-        n if n < 126 => v.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            v.push(0x80 | 126);
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            v.push(0x80 | 127);
-            v.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    v.extend_from_slice(&MASK);
-    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    v
+    support::client_frame(b0, payload, MASK)
 }
 
 /// Feed `wire` in reads of `read_size` bytes, echo every message, drain output; returns

@@ -22,22 +22,11 @@ fn rss_bytes() -> usize {
 
 const MASK: [u8; 4] = [1, 2, 3, 4];
 
+#[path = "support/client_frame.rs"]
+mod support;
+
 fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut v = vec![b0];
-    match payload.len() {
-        n if n < 126 => v.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            v.push(0x80 | 126);
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            v.push(0x80 | 127);
-            v.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    v.extend_from_slice(&MASK);
-    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    v
+    support::client_frame(b0, payload, MASK)
 }
 
 fn drain(s: &mut Session) {

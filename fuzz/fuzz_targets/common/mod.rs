@@ -56,25 +56,12 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A client frame with the given first byte, masked with `mask`.
-pub fn client_frame(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(payload.len() + 14);
-    v.push(b0);
-    match payload.len() {
-        n if n < 126 => v.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            v.push(0x80 | 126);
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            v.push(0x80 | 127);
-            v.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    v.extend_from_slice(&mask);
-    v.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    v
-}
+// A client frame with the given first byte, masked with `mask` (the helper the pagi-ws
+// examples use too).
+#[path = "../../../crates/pagi-ws/examples/support/client_frame.rs"]
+mod client_frame_impl;
+#[allow(unused_imports)] // not every target plays the client
+pub(crate) use client_frame_impl::client_frame;
 
 /// One frame as the server wrote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,7 +85,9 @@ pub fn parse_server_output(mut w: &[u8], rsv1_allowed: bool) -> Vec<ServerFrame>
     let mut frames = Vec::new();
     while !w.is_empty() {
         assert!(
-            frames.last().is_none_or(|f: &ServerFrame| f.b0 & 0x0F != 0x8),
+            frames
+                .last()
+                .is_none_or(|f: &ServerFrame| f.b0 & 0x0F != 0x8),
             "server wrote a frame after its Close"
         );
         assert!(w.len() >= 2, "truncated server frame header");
@@ -141,7 +130,10 @@ pub fn parse_server_output(mut w: &[u8], rsv1_allowed: bool) -> Vec<ServerFrame>
             assert_ne!(len, 1, "Close with a 1-byte payload");
             if len >= 2 {
                 let code = u16::from_be_bytes([payload[0], payload[1]]);
-                assert!(is_sendable_close_code(code), "Close code {code} on the wire");
+                assert!(
+                    is_sendable_close_code(code),
+                    "Close code {code} on the wire"
+                );
                 assert!(
                     std::str::from_utf8(&payload[2..]).is_ok(),
                     "Close reason is not UTF-8"
@@ -172,9 +164,14 @@ fn listing(s: &Session) -> Vec<(usize, usize)> {
         let n = s.chunks_vectored(&mut slots);
         assert!(n <= cap);
         if n < cap {
-            let v: Vec<(usize, usize)> =
-                slots[..n].iter().map(|sl| (sl.as_ptr() as usize, sl.len())).collect();
-            assert!(v.iter().all(|&(_, l)| l > 0), "chunks_vectored yielded an empty slice");
+            let v: Vec<(usize, usize)> = slots[..n]
+                .iter()
+                .map(|sl| (sl.as_ptr() as usize, sl.len()))
+                .collect();
+            assert!(
+                v.iter().all(|&(_, l)| l > 0),
+                "chunks_vectored yielded an empty slice"
+            );
             let total: usize = v.iter().map(|&(_, l)| l).sum();
             assert_eq!(total, s.buffered(), "chunks_vectored total != buffered()");
             return v;
@@ -228,7 +225,11 @@ pub fn write_some(s: &mut Session, wire: &mut Vec<u8>, slots: usize, max: usize)
     }
     let next = peek(s, k, 64);
     s.advance(k);
-    assert_eq!(s.buffered(), before - k, "advance({k}) did not drop {k} bytes");
+    assert_eq!(
+        s.buffered(),
+        before - k,
+        "advance({k}) did not drop {k} bytes"
+    );
     assert!(
         peek(s, 0, 64) == next,
         "output after advance({k}) does not continue where it stopped"
