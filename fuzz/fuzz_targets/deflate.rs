@@ -256,9 +256,9 @@ impl Peer {
             if last {
                 b |= 0x80;
             }
-            wire.extend(client_frame(b, p, mask));
+            wire.extend(client_frame(b, p, Some(mask)));
             if pings && !last {
-                wire.extend(client_frame(0x89, &[i as u8; 3], mask));
+                wire.extend(client_frame(0x89, &[i as u8; 3], Some(mask)));
             }
         }
         (wire, if pings { pieces.len() - 1 } else { 0 })

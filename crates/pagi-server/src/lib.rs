@@ -22,6 +22,7 @@
 //! }
 //! ```
 
+mod app_poll;
 pub mod cli;
 mod config;
 mod error;

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{eventually, within, RawWs, TestServer, FIN, OP_BINARY, OP_CLOSE, OP_TEXT, STEP};
+use common::{
+    eventually, next_close, within, RawWs, TestServer, FIN, OP_BINARY, OP_CLOSE, OP_TEXT, STEP,
+};
 use futures_util::{SinkExt, StreamExt};
 use pagi::{BoxError, Message, ReceiveEvent, Receiver, Scope, SendEvent, Sender, Transport};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -236,16 +238,7 @@ async fn clean_client_close_cancels_outgoing_branch_with_peer_code_and_reason() 
     .await
     .unwrap();
     // Ticks may still be in flight; then the server's echo of our code.
-    let echoed = within(STEP, "close echo", async {
-        loop {
-            match ws.next().await {
-                Some(Ok(WsMessage::Close(f))) => return f,
-                Some(Ok(_)) => continue,
-                other => panic!("no close echo: {other:?}"),
-            }
-        }
-    })
-    .await;
+    let echoed = next_close(&mut ws, "close echo").await;
     assert_eq!(echoed.map(|f| u16::from(f.code)), Some(4001));
     within(STEP, "eof", async { while ws.next().await.is_some() {} }).await;
     drop(ws);
@@ -312,16 +305,7 @@ async fn shutdown_sends_close_1001_and_app_sees_disconnect() {
     let started = std::time::Instant::now();
     let stopping = tokio::spawn(server.shutdown(STEP));
     handle.shutdown();
-    let close = within(STEP, "close 1001", async {
-        loop {
-            match ws.next().await {
-                Some(Ok(WsMessage::Close(f))) => return f,
-                Some(Ok(_)) => continue,
-                other => panic!("no close frame: {other:?}"),
-            }
-        }
-    })
-    .await;
+    let close = next_close(&mut ws, "close 1001").await;
     assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
     within(STEP, "eof", async { while ws.next().await.is_some() {} }).await;
     drop(ws);

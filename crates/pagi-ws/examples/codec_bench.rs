@@ -16,7 +16,7 @@ const MASK: [u8; 4] = [0x12, 0x34, 0x56, 0x78];
 mod support;
 
 fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    support::client_frame(b0, payload, MASK)
+    support::client_frame(b0, payload, Some(MASK))
 }
 
 /// Feed `wire` in reads of `read_size` bytes, echo every message, drain output; returns

@@ -26,7 +26,7 @@ const MASK: [u8; 4] = [1, 2, 3, 4];
 mod support;
 
 fn client_frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    support::client_frame(b0, payload, MASK)
+    support::client_frame(b0, payload, Some(MASK))
 }
 
 fn drain(s: &mut Session) {

@@ -422,14 +422,8 @@ impl AppDriver {
 
     fn poll_app(&mut self, cx: &mut Context<'_>) {
         if let Some(fut) = &mut self.fut {
-            // A panicking app is an app error (500 / truncated response),
-            // never a dead connection task.
-            let polled =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx)));
-            let ready = match polled {
-                Ok(Poll::Pending) => return,
-                Ok(Poll::Ready(r)) => r,
-                Err(panic) => Err(panic_message(&*panic).into()),
+            let Poll::Ready(ready) = crate::app_poll::poll_app(fut, cx) else {
+                return;
             };
             self.fut = None;
             self.result = Some(ready);
@@ -578,16 +572,6 @@ impl HttpBody for AppBody {
             None => SizeHint::default(),
         }
     }
-}
-
-/// The text of a caught panic, as an error message.
-pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned());
-    format!("application panicked: {what}")
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use pagi::{
     Transport,
 };
 
-pub(crate) use exchange::{header_map, panic_message, response_head, AppBody};
+pub(crate) use exchange::{header_map, response_head, AppBody};
 use exchange::{AppDriver, Exchange, HttpSource, Outcome};
 
 use crate::server::{Ctx, RequestGuard};

@@ -213,7 +213,10 @@ async fn session_task(
     _live: LiveGuard,
 ) {
     let app_part = async {
-        let result = catch_panic(app).await;
+        // A panic is an app error: the session still ends properly (500
+        // before accept, Close 1011 after), the handshake never waits forever.
+        let mut app = app;
+        let result = poll_fn(|cx| crate::app_poll::poll_app(&mut app, cx)).await;
         if let Err(e) = &result {
             tracing::error!("PAGI application error (WebSocket): {e}");
         }
@@ -290,17 +293,4 @@ async fn session_task(
             },
         }
     }
-}
-
-/// Run the app, turning a panic into an error: the session still ends
-/// properly (500 before accept, Close 1011 after) instead of the panic
-/// killing the session task and leaving the handshake waiting forever.
-async fn catch_panic(mut app: BoxFuture<Result<(), BoxError>>) -> Result<(), BoxError> {
-    poll_fn(|cx| {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| app.as_mut().poll(cx))) {
-            Ok(poll) => poll,
-            Err(panic) => std::task::Poll::Ready(Err(crate::http::panic_message(&*panic).into())),
-        }
-    })
-    .await
 }

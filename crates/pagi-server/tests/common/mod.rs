@@ -131,31 +131,41 @@ impl Frame {
     }
 }
 
+/// Read a tokio-tungstenite client until the server's Close arrives (other
+/// messages, e.g. ticks still in flight, are skipped); bounded by `STEP`.
+pub async fn next_close<S>(
+    ws: &mut S,
+    what: &str,
+) -> Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>
+where
+    S: futures_util::Stream<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    within(STEP, what, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(f))) => return f,
+                Some(Ok(_)) => continue,
+                other => panic!("{what}: no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+}
+
+#[path = "../../../pagi-ws/examples/support/client_frame.rs"]
+mod frame_encoder;
+
 /// Encode a client frame: `b0` is the first byte (FIN/RSV/opcode); the
 /// payload is masked with a fixed key unless `mask` is false.
 pub fn client_frame(b0: u8, payload: &[u8], mask: bool) -> Vec<u8> {
-    let key = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = Vec::with_capacity(payload.len() + 14);
-    out.push(b0);
-    let m = if mask { 0x80 } else { 0 };
-    match payload.len() {
-        n if n < 126 => out.push(m | n as u8),
-        n if n <= 0xffff => {
-            out.push(m | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(m | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    if mask {
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
+    frame_encoder::client_frame(b0, payload, mask.then_some([0x37, 0xfa, 0x21, 0x3d]))
 }
 
 /// A WebSocket client that writes hand-built frames and reads frames as

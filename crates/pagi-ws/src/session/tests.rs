@@ -4,28 +4,12 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 
 const MASK: [u8; 4] = [0x37, 0xFA, 0x21, 0x3D];
 
+#[path = "../../examples/support/client_frame.rs"]
+mod support;
+
 /// A client frame: first byte as given, masked with `MASK` unless `mask` is false.
 fn frame_m(b0: u8, payload: &[u8], mask: bool) -> Vec<u8> {
-    let mut v = vec![b0];
-    let m = if mask { 0x80 } else { 0 };
-    match payload.len() {
-        n if n < 126 => v.push(m | n as u8),
-        n if n <= 0xFFFF => {
-            v.push(m | 126);
-            v.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            v.push(m | 127);
-            v.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    if mask {
-        v.extend_from_slice(&MASK);
-        v.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    } else {
-        v.extend_from_slice(payload);
-    }
-    v
+    support::client_frame(b0, payload, mask.then_some(MASK))
 }
 
 fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
