@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use pagi::{SharedApp, State};
 use tokio::io::AsyncWriteExt;
@@ -257,11 +256,12 @@ async fn reject_busy(mut stream: TcpStream) {
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>, _live: LiveGuard) {
     let mut phase = ctx.phase.clone();
     let activity = Arc::new(Activity::default());
-    let svc_ctx = ctx.clone();
-    let svc_activity = activity.clone();
-    let service = service_fn(move |req| {
-        crate::http::handle(req, svc_ctx.clone(), peer, svc_activity.begin())
-    });
+    let service = crate::http::Service {
+        ctx: ctx.clone(),
+        peer,
+        activity: activity.clone(),
+        last: Default::default(),
+    };
     let conn = http1::Builder::new()
         .max_buf_size(ctx.config.max_header_size.max(8192))
         .max_headers(ctx.config.max_header_count)

@@ -138,6 +138,81 @@ async fn keep_alive_serves_two_requests_on_one_connection() {
 }
 
 #[tokio::test]
+async fn keep_alive_requests_get_fresh_connection_state_even_when_an_app_keeps_the_old_one() {
+    // The server reuses a finished request's state for the next request on
+    // the connection; a handle the app kept must not see that happen.
+    let kept: Arc<Mutex<Vec<pagi::Connection>>> = Arc::default();
+    let k = kept.clone();
+    let app = pagi::app_fn(move |scope: Scope, mut receive: Receiver, send: Sender| {
+        let kept = k.clone();
+        async move {
+            let Scope::Http(h) = scope else {
+                return Err(pagi::unsupported_scope(&scope));
+            };
+            read_body(&mut receive).await;
+            let fresh = h.connection.is_connected()
+                && !h.connection.response_started()
+                && h.transport
+                    .as_ref()
+                    .is_some_and(|t| t.buffered_amount() == 0);
+            if h.path == "/keep" {
+                kept.lock().unwrap().push(h.connection.clone());
+            }
+            respond(&send, 200, if fresh { "fresh" } else { "stale" }).await
+        }
+    });
+    let server = TestServer::start(app).await;
+    let mut c = client(&server).await;
+    for path in ["/a", "/b", "/keep", "/c", "/d"] {
+        let (status, _, body) = fetch(&mut c, "GET", path, vec![]).await;
+        assert_eq!((status, &body[..]), (200, &b"fresh"[..]), "{path}");
+    }
+    // The kept handle still describes its own, completed request.
+    let old = kept.lock().unwrap().pop().expect("kept");
+    assert!(common::eventually(STEP, || old.response_complete() == Some(true)).await);
+    assert!(!old.is_connected() && old.response_started());
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn on_complete_fires_for_a_response_with_content_length() {
+    // hyper does not poll a body of known length after its last byte; the
+    // completion must still be reported (exactly once, and no disconnect).
+    let (tx, mut rx) = mpsc::unbounded_channel::<&'static str>();
+    let app = pagi::app_fn(move |scope: Scope, mut receive: Receiver, send: Sender| {
+        let (done, gone) = (tx.clone(), tx.clone());
+        async move {
+            let Scope::Http(h) = scope else {
+                return Err(pagi::unsupported_scope(&scope));
+            };
+            h.connection.on_complete(move || {
+                let _ = done.send("complete");
+            });
+            h.connection.on_disconnect(move |_| {
+                let _ = gone.send("disconnect");
+            });
+            read_body(&mut receive).await;
+            respond(&send, 200, "sized").await
+        }
+    });
+    let server = TestServer::start(app).await;
+    let mut c = client(&server).await;
+    for _ in 0..2 {
+        let (status, headers, _) = fetch(&mut c, "GET", "/", vec![]).await;
+        assert_eq!(
+            (status, &headers["content-length"]),
+            (200, &"5".parse::<http::HeaderValue>().unwrap())
+        );
+        let seen = within(STEP, "on_complete", rx.recv()).await;
+        assert_eq!(seen, Some("complete"));
+    }
+    drop(c);
+    assert!(server.idle_within(STEP).await);
+    assert!(rx.try_recv().is_err(), "a second callback fired");
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
 async fn streamed_response_without_length_is_chunked() {
     let app = pagi::app_fn(
         |scope: Scope, mut receive: Receiver, send: Sender| async move {

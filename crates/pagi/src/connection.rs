@@ -127,6 +127,34 @@ impl Connection {
         .await
     }
 
+    /// Server: make this the fresh connection of a new request, if no other
+    /// handle to it exists (returns `false`, changing nothing, otherwise).
+    /// Lets a server reuse one allocation across the requests of a
+    /// keep-alive connection.
+    ///
+    /// ```
+    /// let mut conn = pagi::Connection::new();
+    /// conn.mark_complete();
+    /// assert!(conn.reset());
+    /// assert!(conn.is_connected() && !conn.response_started());
+    /// let other = conn.clone();
+    /// assert!(!conn.reset()); // shared: the app may still look at it
+    /// # drop(other);
+    /// ```
+    pub fn reset(&mut self) -> bool {
+        match Arc::get_mut(&mut self.0) {
+            Some(m) => {
+                let inner = m.get_mut().unwrap_or_else(|e| e.into_inner());
+                *inner = Inner {
+                    connected: true,
+                    ..Inner::default()
+                };
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Server: the response start was emitted.
     pub fn mark_response_started(&self) {
         self.lock().response_started = true;

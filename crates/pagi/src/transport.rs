@@ -156,6 +156,28 @@ impl Transport {
         Poll::Pending
     }
 
+    /// Server: empty and unengaged again, with no callbacks, for the next
+    /// request of a keep-alive connection, if no other handle to it exists
+    /// (returns `false`, changing nothing, otherwise).
+    ///
+    /// ```
+    /// let mut t = pagi::Transport::new(100, 10);
+    /// t.set_buffered(500);
+    /// assert!(t.reset());
+    /// assert_eq!(t.buffered_amount(), 0);
+    /// ```
+    pub fn reset(&mut self) -> bool {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => {
+                *inner.buffered.get_mut() = 0;
+                *inner.engaged.get_mut() = false;
+                *inner.state.get_mut().unwrap_or_else(|e| e.into_inner()) = Hysteresis::default();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Server: the connection is gone; release every waiting sender.
     pub fn close(&self) {
         let waiters = {

@@ -6,6 +6,9 @@
 
 use std::process::ExitCode;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     pagi_server::cli::run_with(|spec| {
         let names: Vec<&str> = pagi_examples::ALL.iter().map(|e| e.name).collect();

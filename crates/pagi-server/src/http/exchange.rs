@@ -75,6 +75,10 @@ impl Frames {
         self.rest.clear();
     }
 
+    fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
     fn all_data(&self) -> bool {
         self.first.iter().chain(&self.rest).all(Frame::is_data)
     }
@@ -96,6 +100,32 @@ impl Exchange {
             transport,
             protocol,
         })
+    }
+
+    /// The exchange for the next request on a connection: `last` (the
+    /// previous request's) reset in place if nothing else holds it any more
+    /// (its app and response are done), or a new one. A keep-alive
+    /// connection then reuses one set of allocations for all its requests.
+    pub(crate) fn recycle(
+        last: Option<Arc<Self>>,
+        high_water: usize,
+        low_water: usize,
+        protocol: &'static str,
+    ) -> Arc<Self> {
+        if let Some(mut last) = last {
+            if let Some(ex) = Arc::get_mut(&mut last) {
+                if ex.conn.reset() && ex.transport.reset() {
+                    *ex.inner.get_mut().unwrap_or_else(|e| e.into_inner()) = Inner::default();
+                    ex.protocol = protocol;
+                    return last;
+                }
+            }
+        }
+        Exchange::new(
+            Connection::new(),
+            Transport::new(high_water, low_water),
+            protocol,
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -234,9 +264,7 @@ pub(crate) fn header_map(headers: Headers, drop_framing: bool) -> Result<HeaderM
         // LF, NUL, other controls, non-token names). Scan, then move the
         // value in: cloning a `Bytes` made from a `String` would allocate.
         // The spec check only runs to word an error.
-        let value_ok = value
-            .iter()
-            .all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t');
+        let value_ok = value_is_valid(&value);
         let name_ok = common_name(&name).or_else(|| HeaderName::from_bytes(&name).ok());
         let (Some(name_ok), true) = (name_ok, value_ok) else {
             return Err(match pagi::validate_header(&name, &value) {
@@ -252,6 +280,28 @@ pub(crate) fn header_map(headers: Headers, drop_framing: bool) -> Result<HeaderM
         map.append(name_ok, value);
     }
     Ok(map)
+}
+
+/// `http`'s rule for header value bytes: visible ASCII, space, tab and
+/// obs-text (0x80..), no other controls and no DEL. Eight bytes at a time,
+/// since every response header goes through it.
+fn value_is_valid(v: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let byte_ok = |b: &u8| (*b >= 0x20 && *b != 0x7f) || *b == b'\t';
+    let mut chunks = v.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
+        // Some byte is below 0x20, or some byte is 0x7f (a zero after the
+        // xor): the standard "has less than" and "has zero" word tests.
+        let low = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let y = x ^ (ONES * 0x7f);
+        let del = y.wrapping_sub(ONES) & !y & HIGH;
+        if (low | del) != 0 && !chunk.iter().all(byte_ok) {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(byte_ok)
 }
 
 /// The names apps send most, without `HeaderName::from_bytes`'s byte-by-byte
@@ -494,6 +544,28 @@ impl AppBody {
     }
 }
 
+/// hyper drops the body once it has taken the last frame of a body of known
+/// length, without polling it again: the response is then complete. A body
+/// dropped before its end means the client went away.
+impl Drop for AppBody {
+    fn drop(&mut self) {
+        let ex = &self.driver.ex;
+        let delivered = {
+            let inner = ex.lock();
+            if inner.closed {
+                return;
+            }
+            inner.body_done && inner.frames.is_empty()
+        };
+        if delivered {
+            ex.conn.mark_complete();
+        } else if self.driver.fut.is_none() {
+            // (An app still running is handled by the driver's own drop.)
+            ex.close("client_closed");
+        }
+    }
+}
+
 impl AppBody {
     /// SSE keepalive: queue the comment each time the interval elapses.
     fn poll_keepalive(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
@@ -637,6 +709,43 @@ mod tests {
         }
         assert_eq!(common_name(b"Content-Type"), None);
         assert_eq!(common_name(b"x-custom"), None);
+    }
+
+    #[test]
+    fn value_check_matches_the_byte_rule() {
+        let naive = |v: &[u8]| v.iter().all(|&b| (b >= 0x20 && b != 0x7f) || b == b'\t');
+        // Every byte value at every position of a 19-byte value (two words
+        // and a tail), inside an otherwise valid value.
+        for len in [1usize, 7, 8, 9, 16, 19] {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = b;
+                    assert_eq!(
+                        value_is_valid(&v),
+                        naive(&v),
+                        "byte {b:#x} at {pos} of {len}"
+                    );
+                }
+            }
+        }
+        // Mixed words (borrows between neighbouring bytes): a fixed LCG
+        // over the interesting byte values.
+        let pick = [0x00, 0x09, 0x1f, 0x20, 0x21, 0x7e, 0x7f, 0x80, 0x81, 0xff];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            let v: Vec<u8> = (0..16)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    pick[(seed >> 33) as usize % pick.len()]
+                })
+                .collect();
+            assert_eq!(value_is_valid(&v), naive(&v), "{v:?}");
+        }
+        assert!(value_is_valid(b""));
+        assert!(value_is_valid(
+            "text/plain; charset=utf-8\tcaf\u{e9}".as_bytes()
+        ));
     }
 
     #[test]

@@ -6,17 +6,16 @@ pub(crate) mod scope;
 mod sse;
 
 use std::borrow::Cow;
-use std::future::poll_fn;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use hyper::body::Incoming;
-use pagi::{
-    Connection, Extensions, HttpScope, PagiInfo, Receiver, Scope, Sender, ServerAddr, State,
-    Transport,
-};
+use pagi::{Extensions, HttpScope, PagiInfo, Receiver, Scope, Sender, ServerAddr, State};
 
 pub(crate) use exchange::{header_map, response_head, AppBody};
 use exchange::{AppDriver, Exchange, HttpSource, Outcome};
@@ -76,77 +75,122 @@ pub(crate) fn canned(status: StatusCode, close: bool) -> Response<ResponseBody> 
     resp
 }
 
-/// hyper's service entry point for one request.
-pub(crate) async fn handle(
-    req: Request<Incoming>,
-    ctx: Arc<Ctx>,
-    peer: std::net::SocketAddr,
-    request: RequestGuard,
-) -> Result<Response<ResponseBody>, std::convert::Infallible> {
-    if crate::ws::is_upgrade_request(&req) {
-        // Boxed: keeps the (much more common) HTTP service future small,
-        // since hyper moves it around by value.
-        return Ok(Box::pin(crate::ws::handle_upgrade(req, ctx, peer)).await);
-    }
-    Ok(handle_http(req, ctx, peer, request).await)
+/// hyper's service for one connection: one call per request.
+///
+/// Written out rather than an `async fn`: the scope and the app are set up
+/// synchronously in `call`, so the future hyper stores and polls holds only
+/// the app driver (not the request, which an `async fn` would copy into
+/// its state first).
+pub(crate) struct Service {
+    pub(crate) ctx: Arc<Ctx>,
+    pub(crate) peer: std::net::SocketAddr,
+    pub(crate) activity: Arc<crate::server::Activity>,
+    /// The previous request's exchange, reused when nothing holds it any
+    /// more (see [`Exchange::recycle`]).
+    pub(crate) last: std::cell::Cell<Option<Arc<Exchange>>>,
 }
 
-async fn handle_http(
-    req: Request<Incoming>,
-    ctx: Arc<Ctx>,
-    peer: std::net::SocketAddr,
-    request: RequestGuard,
-) -> Response<ResponseBody> {
-    // Everything up to the first await happens in a plain function, so the
-    // future (which hyper moves into place for every request) only holds
-    // what lives across the await: the driver and the exchange.
-    let Some((mut driver, ex)) = start_app(req, &ctx, peer, request) else {
-        return canned(StatusCode::PAYLOAD_TOO_LARGE, true);
-    };
-    match poll_fn(|cx| driver.poll_head(cx)).await {
-        Outcome::Started(head) => {
-            let body = driver.body().seal_if_complete();
-            Response::from_parts(head, ResponseBody::App(body))
+impl hyper::service::Service<Request<Incoming>> for Service {
+    type Response = Response<ResponseBody>;
+    type Error = std::convert::Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, req: Request<Incoming>) -> ResponseFuture {
+        if crate::ws::is_upgrade_request(&req) {
+            let fut = crate::ws::handle_upgrade(req, self.ctx.clone(), self.peer);
+            return ResponseFuture::Upgrade(Box::pin(fut));
         }
-        Outcome::Finished(result) => {
-            if ex.too_large() {
-                return canned(StatusCode::PAYLOAD_TOO_LARGE, true);
+        let last = self.last.take();
+        match start_app(req, &self.ctx, self.peer, self.activity.begin(), last) {
+            Ok((driver, ex)) => {
+                self.last.set(Some(ex.clone()));
+                ResponseFuture::App(Some(driver), ex)
             }
-            if !ex.conn.is_connected() {
-                // The client already left: not an application error.
-                return canned(StatusCode::INTERNAL_SERVER_ERROR, true);
+            Err(last) => {
+                self.last.set(last);
+                ResponseFuture::Ready(Some(canned(StatusCode::PAYLOAD_TOO_LARGE, true)))
             }
-            match result {
-                Ok(()) => tracing::error!("PAGI application returned without starting a response"),
-                Err(e) => tracing::error!("PAGI application error: {e}"),
-            }
-            ex.conn.mark_response_started();
-            ex.close("server_error");
-            canned(StatusCode::INTERNAL_SERVER_ERROR, true)
         }
     }
+}
+
+/// The response to one request, as hyper polls for it.
+pub(crate) enum ResponseFuture {
+    /// A WebSocket handshake (boxed: rare, and its future is large).
+    Upgrade(pagi::BoxFuture<Response<ResponseBody>>),
+    /// A response the server makes without the app.
+    Ready(Option<Response<ResponseBody>>),
+    /// The app runs until it starts its response (or ends without one).
+    App(Option<AppDriver>, Arc<Exchange>),
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<ResponseBody>, std::convert::Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let resp = match self.get_mut() {
+            ResponseFuture::Upgrade(fut) => std::task::ready!(fut.as_mut().poll(cx)),
+            ResponseFuture::Ready(resp) => resp.take().expect("polled after completion"),
+            ResponseFuture::App(slot, ex) => {
+                let driver = slot.as_mut().expect("polled after completion");
+                match std::task::ready!(driver.poll_head(cx)) {
+                    Outcome::Started(head) => {
+                        let body = slot.take().map(|d| d.body().seal_if_complete());
+                        Response::from_parts(head, ResponseBody::App(body.expect("driver")))
+                    }
+                    Outcome::Finished(result) => {
+                        *slot = None;
+                        no_response(ex, result)
+                    }
+                }
+            }
+        };
+        Poll::Ready(Ok(resp))
+    }
+}
+
+/// The app ended (or failed) before starting a response.
+fn no_response(ex: &Exchange, result: Result<(), pagi::BoxError>) -> Response<ResponseBody> {
+    if ex.too_large() {
+        return canned(StatusCode::PAYLOAD_TOO_LARGE, true);
+    }
+    if !ex.conn.is_connected() {
+        // The client already left: not an application error.
+        return canned(StatusCode::INTERNAL_SERVER_ERROR, true);
+    }
+    match result {
+        Ok(()) => tracing::error!("PAGI application returned without starting a response"),
+        Err(e) => tracing::error!("PAGI application error: {e}"),
+    }
+    ex.conn.mark_response_started();
+    ex.close("server_error");
+    canned(StatusCode::INTERNAL_SERVER_ERROR, true)
 }
 
 /// Build the scope and the app's handles and call the app (not yet polled);
-/// `None` if the declared body is over `max_body_size` (413, no app call).
+/// `Err` (handing `last` back) if the declared body is over `max_body_size`
+/// (413, no app call).
 fn start_app(
     req: Request<Incoming>,
     ctx: &Arc<Ctx>,
     peer: std::net::SocketAddr,
     request: RequestGuard,
-) -> Option<(AppDriver, Arc<Exchange>)> {
+    last: Option<Arc<Exchange>>,
+) -> Result<(AppDriver, Arc<Exchange>), Option<Arc<Exchange>>> {
     let (parts, body) = req.into_parts();
     let limit = ctx.config.max_body_size;
     // hyper already parsed Content-Length into the body's exact size.
     let declared = http_body::Body::size_hint(&body).exact();
     if limit > 0 && declared.is_some_and(|n| n > limit) {
-        return None;
+        return Err(last);
     }
     let head = scope::request_head(&parts);
-    let conn = Connection::new();
-    let transport = Transport::new(
+    let sse = sse::wants_event_stream(&head.headers);
+    let ex = Exchange::recycle(
+        last,
         ctx.config.ws_write_high_watermark,
         ctx.config.ws_write_low_watermark,
+        if sse { "sse" } else { "http" },
     );
     // Every field spelled out: `..HttpScope::default()` would build (and
     // drop) a throwaway `Connection` per request.
@@ -164,12 +208,10 @@ fn start_app(
         server: Some(ServerAddr::Tcp(ctx.local)),
         state: ctx.state.clone(),
         extensions: Extensions::default(),
-        connection: conn.clone(),
-        transport: Some(transport.clone()),
+        connection: ex.conn.clone(),
+        transport: Some(ex.transport.clone()),
         custom: State::default(),
     };
-    let sse = sse::wants_event_stream(&scope.headers);
-    let ex = Exchange::new(conn, transport, if sse { "sse" } else { "http" });
     let receiver = Receiver::new(HttpSource {
         body,
         ex: ex.clone(),
@@ -187,7 +229,7 @@ fn start_app(
     };
     let fut = ctx.app.call(scope, receiver, sender);
     let driver = AppDriver::new(fut, ex.clone(), ctx.live.guard(), request);
-    Some((driver, ex))
+    Ok((driver, ex))
 }
 
 /// The method's name; the standard ones without allocating.

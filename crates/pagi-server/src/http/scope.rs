@@ -45,6 +45,12 @@ pub(crate) fn request_head(parts: &Parts) -> RequestHead {
 /// Percent-decode a path; bytes that are not UTF-8 afterwards become U+FFFD
 /// (`raw_path` keeps the original).
 pub(crate) fn decode_path(raw: &[u8]) -> String {
+    // Most paths have no escapes: then decoding is a plain copy.
+    if !raw.contains(&b'%') {
+        if let Ok(s) = std::str::from_utf8(raw) {
+            return s.to_owned();
+        }
+    }
     percent_decode(raw).decode_utf8_lossy().into_owned()
 }
 
@@ -145,6 +151,8 @@ mod tests {
     #[test]
     fn invalid_utf8_path_is_replaced_not_rejected() {
         assert_eq!(decode_path(b"/%FF"), "/\u{FFFD}");
+        assert_eq!(decode_path(b"/\xFFa"), "/\u{FFFD}a");
+        assert_eq!(decode_path(b"/plain/path"), "/plain/path");
     }
 
     #[test]
