@@ -494,12 +494,16 @@ impl AppDriver {
         Poll::Pending
     }
 
+    pub(crate) fn exchange(&self) -> &Arc<Exchange> {
+        &self.ex
+    }
+
     pub(crate) fn body(self) -> AppBody {
         AppBody {
             driver: self,
+            ended: false,
             hint: None,
-            keepalive_gen: 0,
-            keepalive: None,
+            keepalive: Keepalive::default(),
         }
     }
 }
@@ -527,9 +531,19 @@ impl Drop for AppDriver {
 /// The response body hyper pulls: drives the app and yields what it sent.
 pub(crate) struct AppBody {
     driver: AppDriver,
+    /// The end was handed to hyper (last frame or `None`) and the request
+    /// marked complete or closed: nothing left for `drop`.
+    ended: bool,
     hint: Option<u64>,
-    keepalive_gen: u64,
-    keepalive: Option<(Pin<Box<tokio::time::Sleep>>, Duration, Bytes)>,
+    keepalive: Keepalive,
+}
+
+/// The response body's copy of the SSE keepalive setting, and its timer.
+#[derive(Default)]
+struct Keepalive {
+    /// The `Inner::keepalive_gen` this copy was taken at.
+    gen: u64,
+    timer: Option<(Pin<Box<tokio::time::Sleep>>, Duration, Bytes)>,
 }
 
 impl AppBody {
@@ -544,11 +558,14 @@ impl AppBody {
     }
 }
 
-/// hyper drops the body once it has taken the last frame of a body of known
-/// length, without polling it again: the response is then complete. A body
-/// dropped before its end means the client went away.
+/// A body dropped before it handed out its end: complete if everything was
+/// queued and taken (e.g. an empty body of known length, which hyper never
+/// polls), otherwise the client went away.
 impl Drop for AppBody {
     fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
         let ex = &self.driver.ex;
         let delivered = {
             let inner = ex.lock();
@@ -566,18 +583,18 @@ impl Drop for AppBody {
     }
 }
 
-impl AppBody {
-    /// SSE keepalive: queue the comment each time the interval elapses.
-    fn poll_keepalive(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
-        if inner.keepalive_gen != self.keepalive_gen {
-            self.keepalive_gen = inner.keepalive_gen;
-            self.keepalive = inner
+impl Keepalive {
+    /// Queue the comment each time the interval elapses.
+    fn poll(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
+        if inner.keepalive_gen != self.gen {
+            self.gen = inner.keepalive_gen;
+            self.timer = inner
                 .keepalive
                 .clone()
                 .filter(|(every, _)| !every.is_zero())
                 .map(|(every, c)| (Box::pin(tokio::time::sleep(every)), every, c));
         }
-        if let Some((timer, every, comment)) = &mut self.keepalive {
+        if let Some((timer, every, comment)) = &mut self.timer {
             while timer.as_mut().poll(cx).is_ready() {
                 if inner.started && !inner.body_done && !inner.closed {
                     inner.frames.push_back(Frame::data(comment.clone()));
@@ -599,19 +616,27 @@ impl HttpBody for AppBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         this.driver.poll_app(cx);
-        let ex = this.driver.ex.clone();
+        let ex = &this.driver.ex;
         let mut inner = ex.lock();
-        this.poll_keepalive(&mut inner, cx);
+        this.keepalive.poll(&mut inner, cx);
         if let Some(frame) = inner.frames.pop_front() {
             if let Some(d) = frame.data_ref() {
                 inner.queued -= d.len();
             }
             ex.transport.set_buffered(inner.queued);
+            // hyper does not poll a body of known length after its last
+            // frame, so the last frame is where the response completes.
+            let last = inner.body_done && inner.frames.is_empty();
             drop(inner);
+            if last {
+                this.ended = true;
+                ex.conn.mark_complete();
+            }
             return Poll::Ready(Some(Ok(frame)));
         }
         if inner.body_done || inner.closed {
             drop(inner);
+            this.ended = true;
             ex.conn.mark_complete();
             return Poll::Ready(None);
         }
@@ -619,6 +644,7 @@ impl HttpBody for AppBody {
             Some(Err(e)) => {
                 drop(inner);
                 tracing::error!("PAGI application error (after response started): {e}");
+                this.ended = true;
                 ex.close("server_error");
                 // An error frame makes hyper drop the connection without
                 // the terminating chunk: the client sees a truncated body.
@@ -628,6 +654,7 @@ impl HttpBody for AppBody {
                 // The app returned: its response is finished.
                 inner.body_done = true;
                 drop(inner);
+                this.ended = true;
                 ex.conn.mark_complete();
                 Poll::Ready(None)
             }

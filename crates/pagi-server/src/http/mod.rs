@@ -103,8 +103,8 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         let last = self.last.take();
         match start_app(req, &self.ctx, self.peer, self.activity.begin(), last) {
             Ok((driver, ex)) => {
-                self.last.set(Some(ex.clone()));
-                ResponseFuture::App(Some(driver), ex)
+                self.last.set(Some(ex));
+                ResponseFuture::App(Some(driver))
             }
             Err(last) => {
                 self.last.set(last);
@@ -121,7 +121,7 @@ pub(crate) enum ResponseFuture {
     /// A response the server makes without the app.
     Ready(Option<Response<ResponseBody>>),
     /// The app runs until it starts its response (or ends without one).
-    App(Option<AppDriver>, Arc<Exchange>),
+    App(Option<AppDriver>),
 }
 
 impl Future for ResponseFuture {
@@ -131,16 +131,19 @@ impl Future for ResponseFuture {
         let resp = match self.get_mut() {
             ResponseFuture::Upgrade(fut) => std::task::ready!(fut.as_mut().poll(cx)),
             ResponseFuture::Ready(resp) => resp.take().expect("polled after completion"),
-            ResponseFuture::App(slot, ex) => {
+            ResponseFuture::App(slot) => {
                 let driver = slot.as_mut().expect("polled after completion");
-                match std::task::ready!(driver.poll_head(cx)) {
+                let outcome = std::task::ready!(driver.poll_head(cx));
+                let driver = slot.take().expect("polled above");
+                match outcome {
                     Outcome::Started(head) => {
-                        let body = slot.take().map(|d| d.body().seal_if_complete());
-                        Response::from_parts(head, ResponseBody::App(body.expect("driver")))
+                        let body = driver.body().seal_if_complete();
+                        Response::from_parts(head, ResponseBody::App(body))
                     }
                     Outcome::Finished(result) => {
-                        *slot = None;
-                        no_response(ex, result)
+                        let ex = driver.exchange().clone();
+                        drop(driver);
+                        no_response(&ex, result)
                     }
                 }
             }
