@@ -124,10 +124,10 @@ pub(crate) async fn startup(app: &SharedApp, config: &Config) -> Result<Option<L
     }));
     let (tx, mut signals) = mpsc::unbounded_channel();
     let state = SharedState::default();
-    let scope = Scope::Lifespan(LifespanScope {
+    let scope = Scope::Lifespan(Box::new(LifespanScope {
         state: state.clone(),
         ..LifespanScope::default()
-    });
+    }));
     let fut = app.call(
         scope,
         Receiver::new(Source(inbox.clone())),

@@ -275,6 +275,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>, _l
     let period = ctx.config.header_read_timeout;
     let watchdog = tokio::time::sleep(period.unwrap_or(Duration::from_secs(3600)));
     tokio::pin!(watchdog);
+    let mut watchdog = WhenWoken::new(watchdog);
     {
         // Polled on every wake-up of this task (several per request): wrapped
         // so that it costs an atomic swap instead of the watch channel's lock.
@@ -295,7 +296,7 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>, _l
                     }
                     seen = started;
                     let next = tokio::time::Instant::now() + period.unwrap_or_default();
-                    watchdog.as_mut().reset(next);
+                    watchdog.update(|sleep| sleep.as_mut().reset(next));
                 }
             }
         }

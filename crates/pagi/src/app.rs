@@ -96,7 +96,7 @@ pub fn app_fn<A: App>(app: A) -> SharedApp {
 /// is not supported"). The message is `Unsupported scope type: <type>`.
 ///
 /// ```
-/// let scope = pagi::Scope::Lifespan(pagi::LifespanScope::default());
+/// let scope = pagi::Scope::Lifespan(Box::default());
 /// assert_eq!(pagi::unsupported_scope(&scope).to_string(), "Unsupported scope type: lifespan");
 /// ```
 pub fn unsupported_scope(scope: &Scope) -> BoxError {

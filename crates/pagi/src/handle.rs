@@ -2,7 +2,7 @@
 //! implements behind them.
 
 use std::fmt;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -86,10 +86,19 @@ impl Sender {
     }
 
     /// Send one event, waiting for room in the outbound queue.
-    pub async fn send(&self, event: impl Into<SendEvent>) -> Result<(), SendError> {
-        let event = event.into();
-        poll_fn(|cx| self.sink.poll_ready(cx)).await;
-        self.sink.start_send(event)
+    ///
+    /// (A plain function returning the future rather than an `async fn`,
+    /// which would store the event twice in its state.)
+    pub fn send(
+        &self,
+        event: impl Into<SendEvent>,
+    ) -> impl Future<Output = Result<(), SendError>> + Send + '_ {
+        let mut event = Some(event.into());
+        poll_fn(move |cx| {
+            std::task::ready!(self.sink.poll_ready(cx));
+            let event = event.take().expect("send future polled after completion");
+            Poll::Ready(self.sink.start_send(event))
+        })
     }
 }
 

@@ -14,18 +14,31 @@ use crate::{Connection, Extensions, Headers, Transport, PAGI_VERSION};
 /// The scope an app is called with: which protocol the connection speaks,
 /// and everything known about it. Apps match on it and decline scope types
 /// they do not handle with [`crate::unsupported_scope`].
+///
+/// Each variant's scope is boxed, so a `Scope` is two words: an app's
+/// future stores its arguments (twice, as `async fn`s do), and the server
+/// moves the scope several times on the way to the app.
+///
+/// ```
+/// use pagi::{Scope, HttpScope};
+/// let scope = Scope::Http(Box::new(HttpScope::default()));
+/// if let Scope::Http(http) = &scope {
+///     assert_eq!(http.path, "");
+/// }
+/// assert_eq!(std::mem::size_of::<Scope>(), 16);
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Scope {
     /// An HTTP request (`type => 'http'`), one scope per request.
-    Http(HttpScope),
+    Http(Box<HttpScope>),
     /// A WebSocket session (`type => 'websocket'`), one scope per session.
-    WebSocket(WebSocketScope),
+    WebSocket(Box<WebSocketScope>),
     /// A Server-Sent Events request (`type => 'sse'`): an HTTP request whose
     /// `Accept` includes `text/event-stream`. Same keys as HTTP.
-    Sse(HttpScope),
+    Sse(Box<HttpScope>),
     /// The process lifespan (`type => 'lifespan'`), once per server.
-    Lifespan(LifespanScope),
+    Lifespan(Box<LifespanScope>),
 }
 
 impl Scope {
@@ -229,48 +242,58 @@ pub struct LifespanScope {
 /// assert!(copy.get::<u32>("greeting").is_none()); // wrong type
 /// ```
 #[derive(Clone, Default)]
-pub struct State(HashMap<String, Arc<dyn Any + Send + Sync>>);
+pub struct State(Option<Arc<StateMap>>);
 
+type StateMap = HashMap<String, Arc<dyn Any + Send + Sync>>;
+
+// Copy-on-write: the server gives every request a copy of the lifespan
+// state, so a copy is a reference count until one copy changes a key. An
+// empty state allocates nothing.
 impl State {
     /// Set `key` to `value` in this copy.
     pub fn insert<T: Any + Send + Sync>(&mut self, key: impl Into<String>, value: T) {
-        self.0.insert(key.into(), Arc::new(value));
+        self.insert_arc(key, Arc::new(value));
     }
 
     /// Set `key` to an already shared value.
     pub fn insert_arc<T: Any + Send + Sync>(&mut self, key: impl Into<String>, value: Arc<T>) {
-        self.0.insert(key.into(), value);
+        let map = Arc::make_mut(self.0.get_or_insert_with(Default::default));
+        map.insert(key.into(), value);
     }
 
     /// The value at `key`, if present and of type `T`.
     pub fn get<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
-        self.0.get(key).cloned()?.downcast::<T>().ok()
+        self.0.as_ref()?.get(key).cloned()?.downcast::<T>().ok()
     }
 
     /// Whether `key` is present.
     pub fn contains_key(&self, key: &str) -> bool {
-        self.0.contains_key(key)
+        self.0.as_ref().is_some_and(|m| m.contains_key(key))
     }
 
     /// Remove `key` from this copy.
     pub fn remove(&mut self, key: &str) {
-        self.0.remove(key);
+        if let Some(map) = &mut self.0 {
+            if map.contains_key(key) {
+                Arc::make_mut(map).remove(key);
+            }
+        }
     }
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.0.as_ref().map_or(0, |m| m.len())
     }
 
     /// Whether there are no keys.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.len() == 0
     }
 }
 
 impl fmt::Debug for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut keys: Vec<_> = self.0.keys().collect();
+        let mut keys: Vec<_> = self.0.iter().flat_map(|m| m.keys()).collect();
         keys.sort();
         f.debug_struct("State").field("keys", &keys).finish()
     }
@@ -301,5 +324,43 @@ impl SharedState {
         // A panic while holding this lock cannot leave State half-written
         // (HashMap insert/remove are atomic from our point of view).
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_copies_share_values_but_not_keys() {
+        let mut base = State::default();
+        assert!(base.is_empty() && base.get::<u32>("a").is_none());
+        base.insert("a", 1u32);
+        let mut copy = base.clone();
+        copy.insert("b", 2u32);
+        copy.remove("a");
+        assert_eq!(base.len(), 1);
+        assert_eq!(base.get::<u32>("a").as_deref(), Some(&1));
+        assert!(!base.contains_key("b"));
+        assert_eq!(copy.len(), 1);
+        assert!(copy.contains_key("b") && !copy.contains_key("a"));
+        // Values stay shared between copies.
+        let shared = Arc::new(Mutex::new(0));
+        base.insert_arc("m", shared.clone());
+        let copy = base.clone();
+        *copy.get::<Mutex<i32>>("m").unwrap().lock().unwrap() = 7;
+        assert_eq!(*shared.lock().unwrap(), 7);
+    }
+
+    #[test]
+    fn removing_a_missing_key_leaves_a_shared_state_shared() {
+        let mut base = State::default();
+        base.insert("a", 1u32);
+        let mut copy = base.clone();
+        copy.remove("zzz");
+        assert!(Arc::ptr_eq(
+            base.0.as_ref().unwrap(),
+            copy.0.as_ref().unwrap()
+        ));
     }
 }

@@ -44,6 +44,10 @@ struct Inner {
     /// tells the response body it changed.
     keepalive: Option<(Duration, Bytes)>,
     keepalive_gen: u64,
+    /// The request's header map, emptied, for the response head: hyper
+    /// keeps a response's map for parsing the next request, so one
+    /// allocation serves a keep-alive connection's every request.
+    spare_headers: Option<HeaderMap>,
 }
 
 /// The response frames queued for hyper, in order. The first one is held
@@ -93,39 +97,40 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn new(conn: Connection, transport: Transport, protocol: &'static str) -> Arc<Self> {
-        Arc::new(Exchange {
-            inner: Mutex::new(Inner::default()),
-            conn,
-            transport,
-            protocol,
-        })
-    }
-
     /// The exchange for the next request on a connection: `last` (the
     /// previous request's) reset in place if nothing else holds it any more
     /// (its app and response are done), or a new one. A keep-alive
     /// connection then reuses one set of allocations for all its requests.
+    ///
+    /// `spare_headers` (the request's map, emptied) is kept for the response
+    /// head.
     pub(crate) fn recycle(
         last: Option<Arc<Self>>,
         high_water: usize,
         low_water: usize,
         protocol: &'static str,
+        spare_headers: HeaderMap,
     ) -> Arc<Self> {
         if let Some(mut last) = last {
             if let Some(ex) = Arc::get_mut(&mut last) {
                 if ex.conn.reset() && ex.transport.reset() {
-                    *ex.inner.get_mut().unwrap_or_else(|e| e.into_inner()) = Inner::default();
+                    let inner = ex.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+                    *inner = Inner::default();
+                    inner.spare_headers = Some(spare_headers);
                     ex.protocol = protocol;
                     return last;
                 }
             }
         }
-        Exchange::new(
-            Connection::new(),
-            Transport::new(high_water, low_water),
+        Arc::new(Exchange {
+            inner: Mutex::new(Inner {
+                spare_headers: Some(spare_headers),
+                ..Inner::default()
+            }),
+            conn: Connection::new(),
+            transport: Transport::new(high_water, low_water),
             protocol,
-        )
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -179,7 +184,8 @@ impl Exchange {
                 self.protocol
             )));
         }
-        let head = response_head(status, headers)?;
+        let map = inner.spare_headers.take().unwrap_or_default();
+        let head = response_head(status, headers, map)?;
         inner.started = true;
         inner.trailers_expected = trailers;
         inner.head = Some(head);
@@ -233,7 +239,7 @@ impl Exchange {
                 "http.response.trailers without http.response.start trailers=1",
             ));
         }
-        let map = header_map(headers, false)?;
+        let map = header_map(headers, false, HeaderMap::new())?;
         inner.frames.push_back(Frame::trailers(map));
         inner.body_done = true;
         if let Some(w) = inner.driver.take() {
@@ -246,19 +252,33 @@ impl Exchange {
 /// Build a validated response head: status in 100..=999 and headers that
 /// pass the spec's byte-safety rule. `transfer-encoding` from the app is
 /// dropped (the server owns framing).
-pub(crate) fn response_head(status: u16, headers: Headers) -> Result<Head, SendError> {
+///
+/// `map` is an empty map to fill (one with room saves two allocations; see
+/// [`Exchange::recycle`]).
+pub(crate) fn response_head(
+    status: u16,
+    headers: Headers,
+    map: HeaderMap,
+) -> Result<Head, SendError> {
     let status = StatusCode::from_u16(status)
         .map_err(|_| SendError::new(format!("Invalid status code: {status}")))?;
     let mut resp = http::Response::new(());
     *resp.status_mut() = status;
-    *resp.headers_mut() = header_map(headers, true)?;
+    *resp.headers_mut() = header_map(headers, true, map)?;
     Ok(resp.into_parts().0)
 }
 
-/// The app's headers as a `HeaderMap`, validated; `transfer-encoding` is
-/// left out when `drop_framing` (a response head, where hyper frames).
-pub(crate) fn header_map(headers: Headers, drop_framing: bool) -> Result<HeaderMap, SendError> {
-    let mut map = HeaderMap::with_capacity(headers.len());
+/// The app's headers added to the empty `map`, validated;
+/// `transfer-encoding` is left out when `drop_framing` (a response head,
+/// where hyper frames).
+pub(crate) fn header_map(
+    headers: Headers,
+    drop_framing: bool,
+    mut map: HeaderMap,
+) -> Result<HeaderMap, SendError> {
+    debug_assert!(map.is_empty());
+    map.try_reserve(headers.len())
+        .map_err(|_| SendError::new("Too many headers"))?;
     for (name, value) in headers {
         // The byte rules `http` enforces include all the spec forbids (CR,
         // LF, NUL, other controls, non-token names). Scan, then move the
@@ -277,7 +297,8 @@ pub(crate) fn header_map(headers: Headers, drop_framing: bool) -> Result<HeaderM
         }
         let value = HeaderValue::from_maybe_shared(value)
             .map_err(|_| SendError::new("Invalid header value: contains control characters"))?;
-        map.append(name_ok, value);
+        map.try_append(name_ok, value)
+            .map_err(|_| SendError::new("Too many headers"))?;
     }
     Ok(map)
 }
@@ -450,7 +471,9 @@ pub(crate) struct AppDriver {
 
 /// What the app did before the response could be built.
 pub(crate) enum Outcome {
-    Started(Head),
+    /// The response head, and the body's exact size if the app already
+    /// queued all of it (hyper then sends `Content-Length`, not chunks).
+    Started(Head, Option<u64>),
     Finished(Result<(), BoxError>),
 }
 
@@ -485,7 +508,9 @@ impl AppDriver {
         self.poll_app(cx);
         let mut inner = self.ex.lock();
         if let Some(head) = inner.head.take() {
-            return Poll::Ready(Outcome::Started(head));
+            let complete = inner.body_done && inner.frames.all_data();
+            let size = complete.then_some(inner.queued as u64);
+            return Poll::Ready(Outcome::Started(head, size));
         }
         if let Some(r) = self.result.take() {
             return Poll::Ready(Outcome::Finished(r));
@@ -498,11 +523,12 @@ impl AppDriver {
         &self.ex
     }
 
-    pub(crate) fn body(self) -> AppBody {
+    /// The response body; `size` as given with [`Outcome::Started`].
+    pub(crate) fn body(self, size: Option<u64>) -> AppBody {
         AppBody {
             driver: self,
             ended: false,
-            hint: None,
+            hint: size,
             keepalive: Keepalive::default(),
         }
     }
@@ -543,19 +569,15 @@ pub(crate) struct AppBody {
 struct Keepalive {
     /// The `Inner::keepalive_gen` this copy was taken at.
     gen: u64,
-    timer: Option<(Pin<Box<tokio::time::Sleep>>, Duration, Bytes)>,
+    /// Boxed: only SSE responses have one, and hyper moves the body (which
+    /// holds this) several times per response.
+    timer: Option<Box<Ticker>>,
 }
 
-impl AppBody {
-    /// If the whole body is already queued, report its exact size so hyper
-    /// can send `Content-Length` instead of chunked framing.
-    pub(crate) fn seal_if_complete(mut self) -> Self {
-        self.hint = {
-            let inner = self.driver.ex.lock();
-            (inner.body_done && inner.frames.all_data()).then_some(inner.queued as u64)
-        };
-        self
-    }
+struct Ticker {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    every: Duration,
+    comment: Bytes,
 }
 
 /// A body dropped before it handed out its end: complete if everything was
@@ -592,15 +614,21 @@ impl Keepalive {
                 .keepalive
                 .clone()
                 .filter(|(every, _)| !every.is_zero())
-                .map(|(every, c)| (Box::pin(tokio::time::sleep(every)), every, c));
+                .map(|(every, comment)| {
+                    Box::new(Ticker {
+                        sleep: Box::pin(tokio::time::sleep(every)),
+                        every,
+                        comment,
+                    })
+                });
         }
-        if let Some((timer, every, comment)) = &mut self.timer {
-            while timer.as_mut().poll(cx).is_ready() {
+        if let Some(t) = &mut self.timer {
+            while t.sleep.as_mut().poll(cx).is_ready() {
                 if inner.started && !inner.body_done && !inner.closed {
-                    inner.frames.push_back(Frame::data(comment.clone()));
+                    inner.frames.push_back(Frame::data(t.comment.clone()));
                 }
-                let next = tokio::time::Instant::now() + *every;
-                timer.as_mut().reset(next);
+                let next = tokio::time::Instant::now() + t.every;
+                t.sleep.as_mut().reset(next);
             }
         }
     }
@@ -684,7 +712,7 @@ mod tests {
             .with("transfer-encoding", "chunked")
             .with("x-a", "1")
             .with("x-a", "2");
-        let head = response_head(201, headers).unwrap();
+        let head = response_head(201, headers, HeaderMap::new()).unwrap();
         assert_eq!(head.status, 201);
         assert!(!head.headers.contains_key(http::header::TRANSFER_ENCODING));
         assert_eq!(head.headers["content-type"], "text/plain");
@@ -777,10 +805,22 @@ mod tests {
 
     #[test]
     fn trailers_and_bad_headers() {
-        let map = header_map(Headers::new().with("transfer-encoding", "x"), false).unwrap();
+        let map = header_map(
+            Headers::new().with("transfer-encoding", "x"),
+            false,
+            HeaderMap::new(),
+        )
+        .unwrap();
         assert!(map.contains_key(http::header::TRANSFER_ENCODING));
-        assert!(response_head(200, Headers::new().with("x-bad", "a\r\nb")).is_err());
-        assert!(response_head(200, Headers::new().with("bad name", "v")).is_err());
-        assert!(response_head(1000, Headers::new()).is_err());
+        assert!(response_head(
+            200,
+            Headers::new().with("x-bad", "a\r\nb"),
+            HeaderMap::new()
+        )
+        .is_err());
+        assert!(
+            response_head(200, Headers::new().with("bad name", "v"), HeaderMap::new()).is_err()
+        );
+        assert!(response_head(1000, Headers::new(), HeaderMap::new()).is_err());
     }
 }

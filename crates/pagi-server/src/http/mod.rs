@@ -108,7 +108,8 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             }
             Err(last) => {
                 self.last.set(last);
-                ResponseFuture::Ready(Some(canned(StatusCode::PAYLOAD_TOO_LARGE, true)))
+                let resp = canned(StatusCode::PAYLOAD_TOO_LARGE, true);
+                ResponseFuture::Ready(Some(Box::new(resp)))
             }
         }
     }
@@ -118,8 +119,9 @@ impl hyper::service::Service<Request<Incoming>> for Service {
 pub(crate) enum ResponseFuture {
     /// A WebSocket handshake (boxed: rare, and its future is large).
     Upgrade(pagi::BoxFuture<Response<ResponseBody>>),
-    /// A response the server makes without the app.
-    Ready(Option<Response<ResponseBody>>),
+    /// A response the server makes without the app (boxed: rare, and
+    /// hyper moves this future, so its size is paid on every request).
+    Ready(Option<Box<Response<ResponseBody>>>),
     /// The app runs until it starts its response (or ends without one).
     App(Option<AppDriver>),
 }
@@ -130,14 +132,14 @@ impl Future for ResponseFuture {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let resp = match self.get_mut() {
             ResponseFuture::Upgrade(fut) => std::task::ready!(fut.as_mut().poll(cx)),
-            ResponseFuture::Ready(resp) => resp.take().expect("polled after completion"),
+            ResponseFuture::Ready(resp) => *resp.take().expect("polled after completion"),
             ResponseFuture::App(slot) => {
                 let driver = slot.as_mut().expect("polled after completion");
                 let outcome = std::task::ready!(driver.poll_head(cx));
                 let driver = slot.take().expect("polled above");
                 match outcome {
-                    Outcome::Started(head) => {
-                        let body = driver.body().seal_if_complete();
+                    Outcome::Started(head, size) => {
+                        let body = driver.body(size);
                         Response::from_parts(head, ResponseBody::App(body))
                     }
                     Outcome::Finished(result) => {
@@ -180,7 +182,7 @@ fn start_app(
     request: RequestGuard,
     last: Option<Arc<Exchange>>,
 ) -> Result<(AppDriver, Arc<Exchange>), Option<Arc<Exchange>>> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let limit = ctx.config.max_body_size;
     // hyper already parsed Content-Length into the body's exact size.
     let declared = http_body::Body::size_hint(&body).exact();
@@ -189,15 +191,18 @@ fn start_app(
     }
     let head = scope::request_head(&parts);
     let sse = sse::wants_event_stream(&head.headers);
+    let mut spare_headers = std::mem::take(&mut parts.headers);
+    spare_headers.clear();
     let ex = Exchange::recycle(
         last,
         ctx.config.ws_write_high_watermark,
         ctx.config.ws_write_low_watermark,
         if sse { "sse" } else { "http" },
+        spare_headers,
     );
     // Every field spelled out: `..HttpScope::default()` would build (and
     // drop) a throwaway `Connection` per request.
-    let scope = HttpScope {
+    let scope = Box::new(HttpScope {
         pagi: PagiInfo::default(),
         http_version: head.http_version,
         method: method_name(&parts.method),
@@ -214,7 +219,7 @@ fn start_app(
         connection: ex.conn.clone(),
         transport: Some(ex.transport.clone()),
         custom: State::default(),
-    };
+    });
     let receiver = Receiver::new(HttpSource {
         body,
         ex: ex.clone(),

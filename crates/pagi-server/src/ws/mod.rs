@@ -104,7 +104,7 @@ pub(crate) async fn handle_upgrade(
         cfg.ws_max_receive_queue,
     );
     let app = ctx.app.call(
-        Scope::WebSocket(scope),
+        Scope::WebSocket(Box::new(scope)),
         Receiver::new(WsSource(shared.clone())),
         Sender::new(shared.clone() as Arc<dyn pagi::EventSink>),
     );

@@ -219,7 +219,7 @@ impl WsShared {
                     super::handshake::check_subprotocol(p, &self.offered)
                         .map_err(SendError::new)?;
                 }
-                let headers = header_map(headers, true)?;
+                let headers = header_map(headers, true, HeaderMap::new())?;
                 inner.decision = Some(Box::new(Decision::Accept {
                     subprotocol,
                     headers,
@@ -268,7 +268,10 @@ impl WsShared {
                 if inner.deny.is_some() {
                     return Err(SendError::new("websocket.http.response.start sent twice"));
                 }
-                inner.deny = Some(Box::new((response_head(status, headers)?, BytesMut::new())));
+                inner.deny = Some(Box::new((
+                    response_head(status, headers, http::HeaderMap::new())?,
+                    BytesMut::new(),
+                )));
                 return Ok(());
             }
             SendEvent::WebSocketHttpResponseBody { body, more } => {
