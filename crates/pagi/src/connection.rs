@@ -144,11 +144,27 @@ impl Connection {
     pub fn reset(&mut self) -> bool {
         match Arc::get_mut(&mut self.0) {
             Some(m) => {
-                let inner = m.get_mut().unwrap_or_else(|e| e.into_inner());
-                *inner = Inner {
-                    connected: true,
-                    ..Inner::default()
-                };
+                // Field by field (the pattern names every field, so a new
+                // one cannot be forgotten): cheaper than dropping and
+                // rebuilding the whole state, and the lists keep their room.
+                let Inner {
+                    connected,
+                    reason,
+                    completed,
+                    response_started,
+                    response_complete,
+                    on_disconnect,
+                    on_complete,
+                    waiters,
+                } = m.get_mut().unwrap_or_else(|e| e.into_inner());
+                *connected = true;
+                *reason = None;
+                *completed = false;
+                *response_started = false;
+                *response_complete = false;
+                on_disconnect.clear();
+                on_complete.clear();
+                waiters.clear();
                 true
             }
             None => false,

@@ -171,7 +171,19 @@ impl Transport {
             Some(inner) => {
                 *inner.buffered.get_mut() = 0;
                 *inner.engaged.get_mut() = false;
-                *inner.state.get_mut().unwrap_or_else(|e| e.into_inner()) = Hysteresis::default();
+                // Field by field, as in `Connection::reset`.
+                let Hysteresis {
+                    engaged,
+                    closed,
+                    on_high,
+                    on_drain,
+                    waiters,
+                } = inner.state.get_mut().unwrap_or_else(|e| e.into_inner());
+                *engaged = false;
+                *closed = false;
+                on_high.clear();
+                on_drain.clear();
+                waiters.clear();
                 true
             }
             None => false,

@@ -35,26 +35,55 @@ pub enum Value {
 /// assert!(!ext.contains("fullflush"));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Extensions(BTreeMap<String, BTreeMap<String, Value>>);
+pub struct Extensions(Vec<(String, BTreeMap<String, Value>)>);
 
+// A short list sorted by name rather than a `BTreeMap`: a scope has a
+// handful of extensions at most, and dropping an empty map walks the tree
+// (the server drops one empty set per request).
 impl Extensions {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
     /// Whether the extension `name` is advertised.
     pub fn contains(&self, name: &str) -> bool {
-        self.0.contains_key(name)
+        self.find(name).is_ok()
     }
 
     /// The data of extension `name`, if advertised.
     pub fn get(&self, name: &str) -> Option<&BTreeMap<String, Value>> {
-        self.0.get(name)
+        self.find(name).ok().map(|i| &self.0[i].1)
     }
 
-    /// Advertise extension `name` with `data`.
+    /// Advertise extension `name` with `data` (replacing earlier data).
     pub fn insert(&mut self, name: impl Into<String>, data: BTreeMap<String, Value>) {
-        self.0.insert(name.into(), data);
+        let name = name.into();
+        match self.find(&name) {
+            Ok(i) => self.0[i].1 = data,
+            Err(i) => self.0.insert(i, (name, data)),
+        }
     }
 
     /// The advertised extension names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
+        self.0.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_stay_sorted_and_insert_replaces() {
+        let mut ext = Extensions::default();
+        ext.insert("tls", BTreeMap::new());
+        ext.insert("fullflush", BTreeMap::new());
+        let mut data = BTreeMap::new();
+        data.insert("v".to_owned(), Value::Int(2));
+        ext.insert("tls", data.clone());
+        assert_eq!(ext.names().collect::<Vec<_>>(), ["fullflush", "tls"]);
+        assert_eq!(ext.get("tls"), Some(&data));
+        assert!(ext.contains("fullflush") && !ext.contains("http2"));
     }
 }

@@ -50,6 +50,42 @@ struct Inner {
     spare_headers: Option<HeaderMap>,
 }
 
+impl Inner {
+    /// The state of a fresh exchange, field by field (the pattern names
+    /// every field, so a new one cannot be forgotten): cheaper than dropping
+    /// and rebuilding it, and the frame queue keeps its room.
+    fn reset(&mut self, spare: HeaderMap) {
+        let Inner {
+            head,
+            started,
+            trailers_expected,
+            frames,
+            queued,
+            body_done,
+            closed,
+            too_large,
+            driver,
+            receiver,
+            keepalive,
+            keepalive_gen,
+            spare_headers,
+        } = self;
+        *head = None;
+        *started = false;
+        *trailers_expected = false;
+        frames.clear();
+        *queued = 0;
+        *body_done = false;
+        *closed = false;
+        *too_large = false;
+        *driver = None;
+        *receiver = None;
+        *keepalive = None;
+        *keepalive_gen = 0;
+        *spare_headers = Some(spare);
+    }
+}
+
 /// The response frames queued for hyper, in order. The first one is held
 /// inline: most responses are a single body chunk, which then costs no
 /// allocation. (Bounded by the transport's watermarks, like every send.)
@@ -114,9 +150,10 @@ impl Exchange {
         if let Some(mut last) = last {
             if let Some(ex) = Arc::get_mut(&mut last) {
                 if ex.conn.reset() && ex.transport.reset() {
-                    let inner = ex.inner.get_mut().unwrap_or_else(|e| e.into_inner());
-                    *inner = Inner::default();
-                    inner.spare_headers = Some(spare_headers);
+                    ex.inner
+                        .get_mut()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .reset(spare_headers);
                     ex.protocol = protocol;
                     return last;
                 }
@@ -718,6 +755,36 @@ mod tests {
         assert_eq!(head.headers["content-type"], "text/plain");
         let xs: Vec<_> = head.headers.get_all("x-a").iter().collect();
         assert_eq!(xs, ["1", "2"]);
+    }
+
+    #[test]
+    fn a_reset_exchange_state_is_fresh() {
+        let mut inner = Inner {
+            head: Some(response_head(200, Headers::new(), HeaderMap::new()).unwrap()),
+            started: true,
+            trailers_expected: true,
+            queued: 5,
+            body_done: true,
+            closed: true,
+            too_large: true,
+            keepalive: Some((Duration::from_secs(1), Bytes::from_static(b":\n"))),
+            keepalive_gen: 3,
+            ..Inner::default()
+        };
+        inner
+            .frames
+            .push_back(Frame::data(Bytes::from_static(b"a")));
+        inner
+            .frames
+            .push_back(Frame::data(Bytes::from_static(b"b")));
+        let mut spare = HeaderMap::new();
+        spare.reserve(8);
+        inner.reset(spare);
+        assert!(inner.head.is_none() && inner.frames.is_empty() && inner.keepalive.is_none());
+        assert!(!inner.started && !inner.trailers_expected && !inner.body_done);
+        assert!(!inner.closed && !inner.too_large);
+        assert_eq!((inner.queued, inner.keepalive_gen), (0, 0));
+        assert!(inner.spare_headers.is_some_and(|m| m.capacity() >= 8));
     }
 
     #[test]
