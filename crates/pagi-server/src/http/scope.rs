@@ -26,32 +26,30 @@ pub(crate) fn http_version(v: http::Version) -> HttpVersion {
 /// lower-case names in arrival order, joining repeated `cookie` headers with
 /// `"; "` into one (the spec's cookie normalisation).
 pub(crate) fn request_head(parts: &Parts) -> RequestHead {
-    let (raw_path, query) = match parts.uri.path_and_query() {
-        Some(pq) => (
-            Bytes::copy_from_slice(pq.path().as_bytes()),
-            Bytes::copy_from_slice(pq.query().unwrap_or("").as_bytes()),
-        ),
-        None => (Bytes::from_static(b"/"), Bytes::new()),
+    let (path, query) = match parts.uri.path_and_query() {
+        Some(pq) => (pq.path(), pq.query().unwrap_or("")),
+        None => ("/", ""),
     };
     RequestHead {
         http_version: http_version(parts.version),
-        path: decode_path(&raw_path),
-        raw_path,
-        query_string: query,
+        path: decode_path(path),
+        raw_path: Bytes::copy_from_slice(path.as_bytes()),
+        query_string: Bytes::copy_from_slice(query.as_bytes()),
         headers: copy_headers(&parts.headers),
     }
 }
 
-/// Percent-decode a path; bytes that are not UTF-8 afterwards become U+FFFD
-/// (`raw_path` keeps the original).
-pub(crate) fn decode_path(raw: &[u8]) -> String {
+/// Percent-decode a request path (as `http` parsed it: ASCII); bytes that
+/// are not UTF-8 after decoding become U+FFFD (`raw_path` keeps the
+/// original).
+pub(crate) fn decode_path(raw: &str) -> String {
     // Most paths have no escapes: then decoding is a plain copy.
-    if !raw.contains(&b'%') {
-        if let Ok(s) = std::str::from_utf8(raw) {
-            return s.to_owned();
-        }
+    if !raw.contains('%') {
+        return raw.to_owned();
     }
-    percent_decode(raw).decode_utf8_lossy().into_owned()
+    percent_decode(raw.as_bytes())
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn copy_headers(map: &http::HeaderMap) -> Headers {
@@ -150,9 +148,10 @@ mod tests {
 
     #[test]
     fn invalid_utf8_path_is_replaced_not_rejected() {
-        assert_eq!(decode_path(b"/%FF"), "/\u{FFFD}");
-        assert_eq!(decode_path(b"/\xFFa"), "/\u{FFFD}a");
-        assert_eq!(decode_path(b"/plain/path"), "/plain/path");
+        assert_eq!(decode_path("/%FF"), "/\u{FFFD}");
+        assert_eq!(decode_path("/%FFa"), "/\u{FFFD}a");
+        assert_eq!(decode_path("/%C3%A9t%C3%A9"), "/\u{e9}t\u{e9}");
+        assert_eq!(decode_path("/plain/path"), "/plain/path");
     }
 
     #[test]
