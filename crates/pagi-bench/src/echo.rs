@@ -228,7 +228,7 @@ async fn conn(
 ) -> ConnStats {
     let mut st = ConnStats::default();
     let wscfg = WebSocketConfig::default()
-        .read_buffer_size(64 * 1024)
+        .read_buffer_size(read_buffer_size(payload.base.len(), cfg.depth))
         .write_buffer_size(64 * 1024);
     let attempt = async {
         let tcp = TcpStream::connect(cfg.target.addr).await?;
@@ -325,6 +325,15 @@ async fn conn(
     st
 }
 
+/// The client's read buffer: what one read can bring (the echoes in flight, with frame
+/// headers), between 4 and 64 KiB. tungstenite zero-fills the buffer up to this size before
+/// every read, so a buffer far larger than a read costs a memset per read: with 64 KiB at
+/// 64 B x depth 8 that was a tenth of the client's CPU (`perf`), and the client is what bounds
+/// raw msgs/s on the small-message workloads.
+fn read_buffer_size(size: usize, depth: usize) -> usize {
+    ((size + 14) * depth.max(1)).clamp(4 * 1024, 64 * 1024)
+}
+
 /// Per-connection sequencing: what is in flight and what comes next.
 struct Seqs {
     inflight: VecDeque<Instant>,
@@ -389,6 +398,14 @@ fn unreachable_window() -> Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_buffer_fits_the_echoes_in_flight() {
+        assert_eq!(read_buffer_size(64, 1), 4 * 1024);
+        assert_eq!(read_buffer_size(64, 8), 4 * 1024);
+        assert_eq!(read_buffer_size(16 * 1024, 1), 16 * 1024 + 14);
+        assert_eq!(read_buffer_size(16 * 1024, 8), 64 * 1024);
+    }
 
     #[test]
     fn payload_roundtrip() {
