@@ -277,8 +277,9 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>, _l
     tokio::pin!(watchdog);
     let mut watchdog = WhenWoken::new(watchdog);
     {
-        // Polled on every wake-up of this task (several per request): wrapped
-        // so that it costs an atomic swap instead of the watch channel's lock.
+        // Polled on every wake-up of this task (at least once per request):
+        // wrapped, like the watchdog, so that it costs an atomic swap
+        // instead of the watch channel's lock.
         let draining = async { phase.wait_for(|p| *p >= Phase::Draining).await.map(drop) };
         tokio::pin!(draining);
         let mut draining = WhenWoken::new(draining);

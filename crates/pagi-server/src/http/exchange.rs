@@ -601,20 +601,13 @@ pub(crate) struct AppBody {
     keepalive: Keepalive,
 }
 
-/// The response body's copy of the SSE keepalive setting, and its timer.
+/// The response body's side of the SSE keepalive: which setting its timer
+/// follows (the interval and comment themselves stay in `Inner`).
 #[derive(Default)]
 struct Keepalive {
-    /// The `Inner::keepalive_gen` this copy was taken at.
+    /// The `Inner::keepalive_gen` the timer was set up for.
     gen: u64,
-    /// Boxed: only SSE responses have one, and hyper moves the body (which
-    /// holds this) several times per response.
-    timer: Option<Box<Ticker>>,
-}
-
-struct Ticker {
-    sleep: Pin<Box<tokio::time::Sleep>>,
-    every: Duration,
-    comment: Bytes,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// A body dropped before it handed out its end: complete if everything was
@@ -647,26 +640,19 @@ impl Keepalive {
     fn poll(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
         if inner.keepalive_gen != self.gen {
             self.gen = inner.keepalive_gen;
-            self.timer = inner
-                .keepalive
-                .clone()
-                .filter(|(every, _)| !every.is_zero())
-                .map(|(every, comment)| {
-                    Box::new(Ticker {
-                        sleep: Box::pin(tokio::time::sleep(every)),
-                        every,
-                        comment,
-                    })
-                });
+            self.timer = match &inner.keepalive {
+                Some((every, _)) if !every.is_zero() => Some(Box::pin(tokio::time::sleep(*every))),
+                _ => None,
+            };
         }
-        if let Some(t) = &mut self.timer {
-            while t.sleep.as_mut().poll(cx).is_ready() {
-                if inner.started && !inner.body_done && !inner.closed {
-                    inner.frames.push_back(Frame::data(t.comment.clone()));
-                }
-                let next = tokio::time::Instant::now() + t.every;
-                t.sleep.as_mut().reset(next);
+        let (Some(timer), Some((every, comment))) = (&mut self.timer, &inner.keepalive) else {
+            return;
+        };
+        while timer.as_mut().poll(cx).is_ready() {
+            if inner.started && !inner.body_done && !inner.closed {
+                inner.frames.push_back(Frame::data(comment.clone()));
             }
+            timer.as_mut().reset(tokio::time::Instant::now() + *every);
         }
     }
 }

@@ -102,8 +102,8 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         }
         let last = self.last.take();
         match start_app(req, &self.ctx, self.peer, self.activity.begin(), last) {
-            Ok((driver, ex)) => {
-                self.last.set(Some(ex));
+            Ok(driver) => {
+                self.last.set(Some(driver.exchange().clone()));
                 ResponseFuture::App(Some(driver))
             }
             Err(last) => {
@@ -181,7 +181,7 @@ fn start_app(
     peer: std::net::SocketAddr,
     request: RequestGuard,
     last: Option<Arc<Exchange>>,
-) -> Result<(AppDriver, Arc<Exchange>), Option<Arc<Exchange>>> {
+) -> Result<AppDriver, Option<Arc<Exchange>>> {
     let (mut parts, body) = req.into_parts();
     let limit = ctx.config.max_body_size;
     // hyper already parsed Content-Length into the body's exact size.
@@ -236,8 +236,7 @@ fn start_app(
         (Scope::Http(scope), Sender::new(sink))
     };
     let fut = ctx.app.call(scope, receiver, sender);
-    let driver = AppDriver::new(fut, ex.clone(), ctx.live.guard(), request);
-    Ok((driver, ex))
+    Ok(AppDriver::new(fut, ex, ctx.live.guard(), request))
 }
 
 /// The method's name; the standard ones without allocating.
