@@ -513,3 +513,98 @@ async fn app_panic_before_start_is_500() {
     assert!(server.idle_within(STEP).await);
     server.shutdown(STEP).await;
 }
+
+/// Open an SSE request on a raw socket.
+async fn open_sse(addr: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    stream
+}
+
+/// Read the raw stream until `done` holds for what arrived; returns it.
+async fn read_until(stream: &mut TcpStream, what: &str, done: impl Fn(&str) -> bool) -> String {
+    within(STEP, what, async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        loop {
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            if done(&text) {
+                return text;
+            }
+            let n = tokio::io::AsyncReadExt::read(stream, &mut chunk)
+                .await
+                .unwrap();
+            assert!(n > 0, "stream ended: {text:?}");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+}
+
+/// An SSE app: starts the stream, sets a keepalive every `every`, then
+/// after `then` sends one `data: after` event (if given), and waits for
+/// the client to leave.
+fn keepalive_app(every: Duration, then: Option<Duration>) -> pagi::SharedApp {
+    pagi::app_fn(
+        move |scope: Scope, mut receive: Receiver, send: Sender| async move {
+            let Scope::Sse(_) = scope else {
+                return Err(pagi::unsupported_scope(&scope));
+            };
+            send.send(SendEvent::SseStart {
+                status: 200,
+                headers: Headers::new(),
+            })
+            .await?;
+            send.send(SendEvent::SseKeepalive {
+                interval: every,
+                comment: "ka".into(),
+            })
+            .await?;
+            if let Some(wait) = then {
+                tokio::time::sleep(wait).await;
+                send.send(SendEvent::SseSend {
+                    event: None,
+                    data: "after".into(),
+                    id: None,
+                    retry: None,
+                })
+                .await?;
+            }
+            while !receive.recv().await.is_disconnect() {}
+            Ok::<_, BoxError>(())
+        },
+    )
+}
+
+#[tokio::test]
+async fn sse_keepalive_comments_repeat_at_the_interval() {
+    let server = TestServer::start(keepalive_app(Duration::from_millis(30), None)).await;
+    let mut stream = open_sse(server.addr).await;
+    let seen = read_until(&mut stream, "two keepalive comments", |t| {
+        t.matches(":ka\n\n").count() >= 2
+    })
+    .await;
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(seen.contains("text/event-stream"), "{seen}");
+    drop(stream);
+    assert!(server.idle_within(STEP).await);
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn sse_events_sent_after_a_keepalive_are_delivered() {
+    // Several keepalives go out before the event.
+    let app = keepalive_app(Duration::from_millis(20), Some(Duration::from_millis(120)));
+    let server = TestServer::start(app).await;
+    let mut stream = open_sse(server.addr).await;
+    read_until(&mut stream, "the event after the keepalives", |t| {
+        t.contains("data: after")
+    })
+    .await;
+    drop(stream);
+    assert!(server.idle_within(STEP).await);
+    server.shutdown(STEP).await;
+}

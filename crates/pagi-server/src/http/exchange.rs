@@ -650,6 +650,8 @@ impl Keepalive {
         };
         while timer.as_mut().poll(cx).is_ready() {
             if inner.started && !inner.body_done && !inner.closed {
+                // Counted like any queued chunk: taking the frame subtracts it.
+                inner.queued += comment.len();
                 inner.frames.push_back(Frame::data(comment.clone()));
             }
             timer.as_mut().reset(tokio::time::Instant::now() + *every);
