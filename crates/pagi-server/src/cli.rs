@@ -87,15 +87,37 @@ struct Args {
     /// Seconds allowed to receive a request head (also the idle keep-alive limit); 0 = no limit.
     #[arg(long = "timeout", default_value_t = 60, value_name = "SECS")]
     header_read_timeout: u64,
+    /// Seconds to wait for the next byte of a request body the app is reading; then 408
+    /// (or the connection closes, if the response started). 0 = no limit.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    request_timeout: u64,
     /// Largest WebSocket message in bytes; beyond it close 1009.
     #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
     max_ws_message_size: usize,
     /// WebSocket messages buffered for an app that is not reading.
     #[arg(long, default_value_t = 64, value_name = "N")]
     max_receive_queue: usize,
-    /// At a full inbound queue: stop reading (backpressure) or close 1008.
+    /// Bytes a WebSocket connection may hold for its app (queued messages and the one
+    /// being received); at least --max-ws-message-size. At it, --ws-queue-policy applies.
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_name = "BYTES")]
+    max_receive_bytes: usize,
+    /// Bytes all connections together may hold for their apps; past 3/4 of it the
+    /// connections holding the most stop reading, at it all do (0 = no limit).
+    #[arg(long, default_value_t = 256 * 1024 * 1024, value_name = "BYTES")]
+    max_buffered_bytes: usize,
+    /// At a full inbound queue (messages or bytes): stop reading (backpressure) or close 1008.
     #[arg(long, value_enum, default_value = "backpressure")]
     ws_queue_policy: QueueArg,
+    /// Most a compressed WebSocket message may expand (decompressed/compressed bytes) once
+    /// past 1 MiB; beyond it close 1009 (0 = no limit).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    ws_max_inflate_ratio: usize,
+    /// Seconds between keepalive pings to each WebSocket client (0 = no pings).
+    #[arg(long, default_value_t = 20.0, value_name = "SECS")]
+    ws_ping_interval: f64,
+    /// Seconds to wait for the pong before closing (1006 keepalive_timeout; 0 = forever).
+    #[arg(long, default_value_t = 20.0, value_name = "SECS")]
+    ws_ping_timeout: f64,
     /// Outbound bytes at which WebSocket sends start to wait.
     #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES")]
     write_high_watermark: usize,
@@ -105,6 +127,9 @@ struct Args {
     /// Close WebSockets idle this many seconds (0 = never).
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     ws_idle_timeout: u64,
+    /// Close SSE streams whose app sent nothing this many seconds (0 = never).
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    sse_idle_timeout: u64,
     /// Offer permessage-deflate compression to WebSocket clients.
     #[arg(long, value_enum, default_value = "on")]
     ws_compression: OnOff,
@@ -125,18 +150,23 @@ impl Args {
             max_body_size: self.max_body_size,
             max_header_size: self.max_header_size,
             max_header_count: self.max_header_count,
-            header_read_timeout: (self.header_read_timeout > 0)
-                .then(|| Duration::from_secs(self.header_read_timeout)),
+            header_read_timeout: secs(self.header_read_timeout),
+            request_timeout: secs(self.request_timeout),
             ws_max_message_size: self.max_ws_message_size,
             ws_max_receive_queue: self.max_receive_queue,
+            ws_max_receive_bytes: self.max_receive_bytes,
+            max_buffered_bytes: self.max_buffered_bytes,
+            ws_max_inflate_ratio: self.ws_max_inflate_ratio,
+            ws_ping_interval: fractional_secs(self.ws_ping_interval, "--ws-ping-interval")?,
+            ws_ping_timeout: fractional_secs(self.ws_ping_timeout, "--ws-ping-timeout")?,
+            sse_idle_timeout: secs(self.sse_idle_timeout),
             ws_queue_policy: match self.ws_queue_policy {
                 QueueArg::Backpressure => QueuePolicy::Backpressure,
                 QueueArg::Close => QueuePolicy::Close,
             },
             ws_write_high_watermark: self.write_high_watermark,
             ws_write_low_watermark: self.write_low_watermark,
-            ws_idle_timeout: (self.ws_idle_timeout > 0)
-                .then(|| Duration::from_secs(self.ws_idle_timeout)),
+            ws_idle_timeout: secs(self.ws_idle_timeout),
             workers: self.workers,
             quiet: self.quiet,
             ..Config::default()
@@ -147,6 +177,21 @@ impl Args {
         c.ws_deflate.enabled = matches!(self.ws_compression, OnOff::On);
         Ok(c)
     }
+}
+
+/// A timeout flag in whole seconds; 0 turns it off.
+fn secs(n: u64) -> Option<Duration> {
+    (n > 0).then(|| Duration::from_secs(n))
+}
+
+/// A timeout flag in seconds with a fraction; 0 turns it off.
+fn fractional_secs(n: f64, flag: &str) -> Result<Option<Duration>, String> {
+    if n == 0.0 {
+        return Ok(None);
+    }
+    Duration::try_from_secs_f64(n)
+        .map(Some)
+        .map_err(|_| format!("{flag} must be a number of seconds, got {n}"))
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {

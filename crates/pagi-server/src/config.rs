@@ -71,12 +71,41 @@ pub struct Config {
     /// keep-alive connection); at the limit the connection is closed.
     /// `None` disables it (and the timer it arms per request). Default 60 s.
     pub header_read_timeout: Option<Duration>,
+    /// Longest wait for the next byte of a request body the app is reading
+    /// (`--request-timeout`). At the limit the request ends: `408 Request
+    /// Timeout` if no response started, otherwise the connection is closed;
+    /// the app's `receive` gives `http.disconnect` and `pagi.connection`
+    /// reports `client_timeout`. `None` disables it. Default 60 s (like
+    /// nginx's `client_body_timeout`).
+    pub request_timeout: Option<Duration>,
     /// Largest WebSocket message (after decompression) or frame; beyond it
     /// the connection is closed with 1009. Default 16 MiB.
     pub ws_max_message_size: usize,
     /// Messages the server buffers between the socket and the app's
     /// `receive`. At the limit, [`Config::ws_queue_policy`] applies. Default 64.
     pub ws_max_receive_queue: usize,
+    /// Bytes one WebSocket connection may hold for its app: decoded (and
+    /// decompressed) messages waiting in the inbound queue, plus the message
+    /// being received and input not decoded yet. Once the queue is not empty
+    /// and this is reached, [`Config::ws_queue_policy`] applies. A value
+    /// below `ws_max_message_size` counts as `ws_max_message_size` (one
+    /// whole message always fits). Default 16 MiB, one maximum message: a
+    /// fast app never comes near it, and a stalled one costs at most that.
+    pub ws_max_receive_bytes: usize,
+    /// Bytes all connections together may hold on clients' behalf (the same
+    /// bytes as `ws_max_receive_bytes` counts, summed over connections).
+    /// Past three quarters of it only connections holding less than their
+    /// fair share keep reading; at it every connection stops reading (TCP
+    /// pushes back on the clients) until apps drain their queues. The figure
+    /// is [`crate::ServerHandle::buffered_bytes`]. Zero means no limit.
+    /// Default 256 MiB.
+    pub max_buffered_bytes: usize,
+    /// With permessage-deflate: the most a received message may expand
+    /// (decompressed bytes per compressed byte) once it has inflated past
+    /// 1 MiB; beyond it the connection is closed with 1009. Bounds the CPU a
+    /// client can make the server spend per byte it sends. Zero disables.
+    /// Default 100.
+    pub ws_max_inflate_ratio: usize,
     /// What happens when the inbound queue is full. Default backpressure.
     pub ws_queue_policy: QueuePolicy,
     /// Outbound bytes at which `send` starts to wait (`pagi.transport`'s
@@ -87,6 +116,19 @@ pub struct Config {
     /// Close the connection (1006 `idle_timeout` to the app) when nothing
     /// arrives from the client for this long; `None` disables. Default off.
     pub ws_idle_timeout: Option<Duration>,
+    /// Send every WebSocket client a ping this often, so that dead peers
+    /// and half-open connections are found (`--ws-ping-interval`); `None`
+    /// disables. An app's own `websocket.keepalive` replaces this setting
+    /// for its session. Default 20 s (as uvicorn).
+    pub ws_ping_interval: Option<Duration>,
+    /// With `ws_ping_interval`: close the connection (1006
+    /// `keepalive_timeout` to the app) when no pong arrives this long after a
+    /// ping; `None` waits forever. Default 20 s (as uvicorn).
+    pub ws_ping_timeout: Option<Duration>,
+    /// Close an SSE stream (`sse.disconnect` with `idle_timeout` to the app)
+    /// when the app sent nothing for this long (keepalive comments do not
+    /// count); `None` disables. Default off.
+    pub sse_idle_timeout: Option<Duration>,
     /// After a Close frame is sent, how long to wait for the peer's Close
     /// before dropping the TCP connection. Default 5 s.
     pub ws_close_timeout: Duration,
@@ -111,12 +153,19 @@ impl Default for Config {
             max_header_size: 64 * 1024,
             max_header_count: 100,
             header_read_timeout: Some(Duration::from_secs(60)),
+            request_timeout: Some(Duration::from_secs(60)),
             ws_max_message_size: 16 * 1024 * 1024,
             ws_max_receive_queue: 64,
+            ws_max_receive_bytes: 16 * 1024 * 1024,
+            max_buffered_bytes: 256 * 1024 * 1024,
+            ws_max_inflate_ratio: 100,
             ws_queue_policy: QueuePolicy::Backpressure,
             ws_write_high_watermark: 64 * 1024,
             ws_write_low_watermark: 16 * 1024,
             ws_idle_timeout: None,
+            ws_ping_interval: Some(Duration::from_secs(20)),
+            ws_ping_timeout: Some(Duration::from_secs(20)),
+            sse_idle_timeout: None,
             ws_close_timeout: Duration::from_secs(5),
             ws_deflate: DeflateConfig::default(),
             workers: 0,

@@ -23,6 +23,7 @@
 //! ```
 
 mod app_poll;
+mod budget;
 pub mod cli;
 mod config;
 mod error;

@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
+use crate::budget::BufferBudget;
 use crate::lifespan::Lifespan;
 use crate::when_woken::WhenWoken;
 use crate::{Config, Error};
@@ -38,6 +39,8 @@ pub(crate) struct Ctx {
     pub(crate) local: SocketAddr,
     pub(crate) phase: watch::Receiver<Phase>,
     pub(crate) live: Arc<Live>,
+    /// Bytes held on clients' behalf, process-wide (`max_buffered_bytes`).
+    pub(crate) budget: Arc<BufferBudget>,
 }
 
 /// The count of live connections (including apps still running after
@@ -87,6 +90,7 @@ pub struct ServerHandle {
     local: SocketAddr,
     live: Arc<Live>,
     phase: Arc<watch::Sender<Phase>>,
+    budget: Arc<BufferBudget>,
 }
 
 impl ServerHandle {
@@ -98,6 +102,14 @@ impl ServerHandle {
     /// Connections (and their apps) currently alive.
     pub fn live_connections(&self) -> usize {
         self.live.count()
+    }
+
+    /// Bytes the server holds on clients' behalf right now: WebSocket
+    /// messages decoded for apps that have not received them yet, messages
+    /// being received, and input read but not decoded (see
+    /// [`crate::Config::max_buffered_bytes`]).
+    pub fn buffered_bytes(&self) -> usize {
+        self.budget.used()
     }
 
     /// Begin a graceful shutdown, as SIGTERM does.
@@ -141,6 +153,7 @@ impl Server {
         let local = listener.local_addr().map_err(Error::io)?;
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let live = Arc::new(Live::default());
+        let budget = BufferBudget::new(config.max_buffered_bytes);
         let ctx = Arc::new(Ctx {
             app,
             state: lifespan.as_ref().map(Lifespan::state_snapshot),
@@ -148,6 +161,7 @@ impl Server {
             local,
             phase: phase_rx,
             live: live.clone(),
+            budget: budget.clone(),
         });
         Ok(Server {
             listener,
@@ -157,6 +171,7 @@ impl Server {
                 local,
                 live,
                 phase: Arc::new(phase_tx),
+                budget,
             },
         })
     }

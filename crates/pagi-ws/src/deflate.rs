@@ -117,35 +117,72 @@ thread_local! {
 /// Output step of the decompressor (one per thread).
 const INFLATE_CHUNK: usize = 32 * 1024;
 
-/// Inflate all of `input`, handing the output to `sink` in steps of at most `buf.len()` bytes,
-/// so a decompression bomb is stopped by the sink after one step over its limit.
+/// What one inflate run did.
+#[derive(Debug, PartialEq, Eq)]
+struct Run {
+    consumed: usize,
+    produced: usize,
+    /// All input consumed and no output owed for it.
+    done: bool,
+}
+
+/// Feed `input` to `d`, handing the output to `sink` in steps of at most `buf.len()` bytes
+/// (so a decompression bomb is stopped by the sink after one step over its limit), until the
+/// input is consumed and no output is owed, or `limit` bytes were produced.
+///
+/// `owed` says the last call filled its output buffer: zlib may hold more output for input it
+/// already consumed, so it must be called again (with no new input) before the input counts as
+/// done. After a final block (`ended`) the rest of the input is ignored.
+#[allow(clippy::too_many_arguments)]
 fn run_inflate(
     d: &mut Decompress,
     ended: &mut bool,
-    mut input: &[u8],
+    owed: &mut bool,
+    input: &[u8],
     flush: FlushDecompress,
     buf: &mut [u8],
+    limit: usize,
     sink: &mut impl FnMut(&[u8]) -> bool,
-) -> Result<(), InflateError> {
-    while !*ended {
+) -> Result<Run, InflateError> {
+    let mut run = Run {
+        consumed: 0,
+        produced: 0,
+        done: false,
+    };
+    loop {
+        if *ended {
+            *owed = false;
+            run.consumed = input.len();
+        }
+        if run.consumed == input.len() && !*owed {
+            run.done = true;
+            return Ok(run);
+        }
+        let room = buf.len().min(limit - run.produced);
+        if room == 0 {
+            return Ok(run);
+        }
         let (in0, out0) = (d.total_in(), d.total_out());
         let status = d
-            .decompress(input, buf, flush)
+            .decompress(&input[run.consumed..], &mut buf[..room], flush)
             .map_err(|_| InflateError::Corrupt)?;
         let consumed = (d.total_in() - in0) as usize;
         let produced = (d.total_out() - out0) as usize;
-        input = &input[consumed..];
+        run.consumed += consumed;
+        run.produced += produced;
+        *owed = produced == room;
         if produced > 0 && !sink(&buf[..produced]) {
             return Err(InflateError::Sink);
         }
         if status == Status::StreamEnd {
             *ended = true;
         }
-        if (input.is_empty() && produced < buf.len()) || (consumed == 0 && produced == 0) {
-            break;
+        if consumed == 0 && produced == 0 {
+            // No progress possible (zlib buffers partial symbols itself): the rest is spent.
+            *owed = false;
+            run.consumed = input.len();
         }
     }
-    Ok(())
 }
 
 /// Raw-deflate `input` into `out` (cleared first) with a sync flush and strip the trailing
@@ -245,6 +282,18 @@ pub(crate) enum InflateError {
     Sink,
 }
 
+/// Progress of one [`Inflater::inflate`] call.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Inflated {
+    /// Input bytes taken; the rest must be offered again.
+    pub(crate) consumed: usize,
+    /// Output bytes handed to the sink.
+    pub(crate) produced: usize,
+    /// All the input was taken and all its output handed out (with `last`: the message
+    /// ended). False only when the output limit stopped the call.
+    pub(crate) complete: bool,
+}
+
 /// The per-connection half of the receiving side.
 #[derive(Default)]
 pub(crate) struct Inflater {
@@ -253,12 +302,18 @@ pub(crate) struct Inflater {
     d: Option<Box<Decompress>>,
     /// The peer's deflate stream hit a final block: ignore the rest of the message and reset.
     ended: bool,
+    /// zlib may hold output for input it already took (see `run_inflate`).
+    owed: bool,
+    /// Bytes of the end-of-message tail already fed.
+    tail_fed: usize,
 }
 
 impl Inflater {
     /// Get ready for a compressed message.
     pub(crate) fn begin(&mut self, params: &DeflateParams) {
         self.ended = false;
+        self.owed = false;
+        self.tail_fed = 0;
         if self.d.is_some() {
             return;
         }
@@ -274,14 +329,17 @@ impl Inflater {
         self.d = Some(Box::new(d));
     }
 
-    /// Inflate `input` (part of the current message), passing every piece of output to `sink`.
-    /// With `last`, `input` is the end of the message (the `00 00 ff ff` tail is added here).
+    /// Inflate `input` (part of the current message), passing every piece of output to `sink`,
+    /// and at most `limit` bytes of it. With `last`, `input` is the end of the message (the
+    /// `00 00 ff ff` tail is added here). A call stopped by the limit is continued by calling
+    /// again with the input it did not take (possibly none) and the same `last`.
     pub(crate) fn inflate(
         &mut self,
         input: &[u8],
         last: bool,
+        limit: usize,
         mut sink: impl FnMut(&[u8]) -> bool,
-    ) -> Result<(), InflateError> {
+    ) -> Result<Inflated, InflateError> {
         let Some(d) = self.d.as_deref_mut() else {
             return Err(InflateError::Corrupt);
         };
@@ -290,25 +348,37 @@ impl Inflater {
             if buf.is_empty() {
                 buf.resize(INFLATE_CHUNK, 0);
             }
-            run_inflate(
+            let body = run_inflate(
                 d,
                 &mut self.ended,
+                &mut self.owed,
                 input,
                 FlushDecompress::None,
                 &mut buf,
+                limit,
                 &mut sink,
             )?;
-            if last {
-                run_inflate(
+            let mut done = Inflated {
+                consumed: body.consumed,
+                produced: body.produced,
+                complete: body.done,
+            };
+            if body.done && last {
+                let tail = run_inflate(
                     d,
                     &mut self.ended,
-                    &TAIL,
+                    &mut self.owed,
+                    &TAIL[self.tail_fed..],
                     FlushDecompress::Sync,
                     &mut buf,
+                    limit - body.produced,
                     &mut sink,
                 )?;
+                self.tail_fed += tail.consumed;
+                done.produced += tail.produced;
+                done.complete = tail.done;
             }
-            Ok(())
+            Ok(done)
         })
     }
 
@@ -330,6 +400,8 @@ impl Inflater {
             }
         }
         self.ended = false;
+        self.owed = false;
+        self.tail_fed = 0;
     }
 
     /// Drop any state (connection failed or closed).
@@ -383,13 +455,13 @@ mod tests {
                     let mut out = Vec::new();
                     // Feed in odd pieces.
                     for piece in compressed.chunks(777) {
-                        rx.inflate(piece, false, |b| {
+                        rx.inflate(piece, false, usize::MAX, |b| {
                             out.extend_from_slice(b);
                             true
                         })
                         .unwrap();
                     }
-                    rx.inflate(&[], true, |b| {
+                    rx.inflate(&[], true, usize::MAX, |b| {
                         out.extend_from_slice(b);
                         true
                     })
@@ -444,7 +516,7 @@ mod tests {
             let mut rx = Inflater::default();
             rx.begin(p);
             let mut out = Vec::new();
-            rx.inflate(c, true, |b| {
+            rx.inflate(c, true, usize::MAX, |b| {
                 out.extend_from_slice(b);
                 true
             })
@@ -456,11 +528,49 @@ mod tests {
     }
 
     #[test]
+    fn limited_inflate_resumes_where_it_stopped() {
+        // 300 KB of text that compresses well, so zlib owes output after taking all the input.
+        let msg: Vec<u8> = (0..300_000u32)
+            .map(|i| b"abcdefghij"[(i % 10) as usize] ^ (i / 7000) as u8)
+            .collect();
+        let p = params(false, false, 15, 15);
+        let compressed = Deflater::default().compress(&p, 1, &msg, |v| v.clone());
+        for limit in [1usize, 1000, 32 * 1024, 100_000] {
+            let mut rx = Inflater::default();
+            rx.begin(&p);
+            let mut out = Vec::new();
+            let mut input = &compressed[..];
+            let mut calls = 0;
+            loop {
+                calls += 1;
+                assert!(calls < 1_000_000);
+                let before = out.len();
+                let r = rx
+                    .inflate(input, true, limit, |b| {
+                        out.extend_from_slice(b);
+                        true
+                    })
+                    .unwrap();
+                assert_eq!(r.produced, out.len() - before);
+                assert!(r.produced <= limit, "{} > {limit}", r.produced);
+                input = &input[r.consumed..];
+                if r.complete {
+                    assert!(input.is_empty());
+                    break;
+                }
+            }
+            rx.end(&p);
+            assert!(out == msg, "limit {limit}");
+            assert!(calls >= msg.len() / limit, "limit {limit}: {calls} calls");
+        }
+    }
+
+    #[test]
     fn corrupt_input() {
         let p = params(false, false, 15, 15);
         let mut rx = Inflater::default();
         rx.begin(&p);
-        let r = rx.inflate(&[0xFF, 0xFF, 0xFF, 0xFF], true, |_| true);
+        let r = rx.inflate(&[0xFF, 0xFF, 0xFF, 0xFF], true, usize::MAX, |_| true);
         assert_eq!(r, Err(InflateError::Corrupt));
     }
 
@@ -476,7 +586,7 @@ mod tests {
         for _ in 0..2 {
             rx.begin(&p);
             let mut out = Vec::new();
-            rx.inflate(&v, true, |b| {
+            rx.inflate(&v, true, usize::MAX, |b| {
                 out.extend_from_slice(b);
                 true
             })

@@ -33,4 +33,6 @@ mod session;
 mod utf8;
 
 pub use deflate::{DeflateConfig, DeflateParams};
-pub use session::{Event, Message, SendError, Session, SessionConfig, State};
+pub use session::{
+    Event, Message, SendError, Session, SessionConfig, State, INFLATE_RATIO_FLOOR, PONG_BACKLOG,
+};

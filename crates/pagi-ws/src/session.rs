@@ -7,7 +7,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::deflate::{DeflateParams, Deflater, InflateError, Inflater};
 use crate::frame::{
-    apply_mask, is_control, parse_header, Header, Parsed, FIN, OP_BINARY, OP_CLOSE,
+    apply_mask, header_len, is_control, parse_header, Header, Parsed, FIN, OP_BINARY, OP_CLOSE,
     OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RSV1,
 };
 use crate::out::{OutQueue, ZERO_COPY_MIN};
@@ -32,7 +32,18 @@ pub struct SessionConfig {
     /// the bad frame (an app echoing them, say) still go out first. Until then data sends are
     /// accepted and input is discarded. Default false (the Close is queued at once).
     pub defer_failure_close: bool,
+    /// With deflate: the most a compressed message may expand, as decompressed bytes per
+    /// compressed byte, once it has inflated past [`INFLATE_RATIO_FLOOR`] (smaller messages are
+    /// never judged by their ratio). Beyond it the connection fails with 1009. Bounds the CPU a
+    /// peer can make the server spend per byte it sends (a 16 KiB message can otherwise inflate
+    /// to 16 MiB). `0` disables the check. Default 100.
+    pub max_inflate_ratio: usize,
 }
+
+/// Decompressed size below which a message's inflate ratio is not checked: small, highly
+/// compressible messages (a run of spaces, say) legitimately expand far more than
+/// [`SessionConfig::max_inflate_ratio`], and inflating them costs little.
+pub const INFLATE_RATIO_FLOOR: usize = 1 << 20;
 
 impl Default for SessionConfig {
     fn default() -> Self {
@@ -42,6 +53,7 @@ impl Default for SessionConfig {
             compress_min_size: 128,
             compress_level: 1,
             defer_failure_close: false,
+            max_inflate_ratio: 100,
         }
     }
 }
@@ -60,7 +72,9 @@ pub enum Message {
 pub enum Event {
     /// A complete data message.
     Message(Message),
-    /// A ping; a pong with the same payload has already been queued.
+    /// A ping. A pong with the same payload has been queued, or, while more than
+    /// [`PONG_BACKLOG`] bytes of pongs wait for the socket, is held as the one pending pong
+    /// (a newer ping replaces it, as RFC 6455 §5.5.3 allows).
     Ping(Bytes),
     /// A pong.
     Pong(Bytes),
@@ -139,14 +153,33 @@ enum MsgKind {
     Binary,
 }
 
-const CLOSED_SENT: u8 = 1;
-const CLOSE_RECEIVED: u8 = 2;
-const FAILED: u8 = 4;
-/// Data frames are skipped (we sent Close and wait for the peer's).
-const DISCARDING: u8 = 8;
+/// Where the session is in its life (the closing handshake and failures).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Data flows both ways.
+    Open,
+    /// We queued our Close: incoming data frames and pings are skipped until the peer's Close.
+    Closing,
+    /// The peer's Close arrived (ours is queued): nothing more is read or sent.
+    Closed,
+    /// The peer violated the protocol: input is ignored from here on.
+    Failed(FailureClose),
+}
 
-/// Largest up-front reservation for a frame whose payload arrives in pieces.
-const PRERESERVE_MAX: usize = 1 << 20;
+/// The Close of a failed session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FailureClose {
+    /// Held back (see [`SessionConfig::defer_failure_close`]) until
+    /// [`Session::send_failure_close`]; data sends are still accepted meanwhile.
+    Deferred(u16, &'static str),
+    /// Queued (or we had sent a Close before the failure).
+    Queued,
+}
+
+/// Pong bytes that may wait in the output queue; beyond it one pending pong is kept (and
+/// replaced by newer pings) until the socket takes some of the output. A peer flooding pings
+/// and never reading thus costs a bounded amount of memory.
+pub const PONG_BACKLOG: usize = 4096;
 
 /// A server-side WebSocket connection without I/O.
 ///
@@ -163,7 +196,10 @@ pub struct Session {
     compress_min_size: usize,
     compress_level: u32,
     deflate: Option<DeflateParams>,
-    flags: u8,
+    max_inflate_ratio: u32,
+    /// Pong bytes pushed to `out` and not yet known to be written (see [`PONG_BACKLOG`]).
+    pong_backlog: u32,
+    phase: Phase,
     frame: Option<FrameState>,
     /// Kind of the message being reassembled, if any.
     msg: Option<MsgKind>,
@@ -180,8 +216,11 @@ pub struct Session {
     deflater: Deflater,
     out: OutQueue,
     defer_failure_close: bool,
-    /// A failure whose Close is deferred (see [`SessionConfig::defer_failure_close`]).
-    pending_failure: Option<(u16, &'static str)>,
+    /// Payload bytes `read_event` may still decode before it pauses (see
+    /// [`Session::set_read_budget`]).
+    read_budget: usize,
+    /// The newest ping's payload, when pongs are over their backlog (boxed: rare).
+    pending_pong: Option<Box<Bytes>>,
 }
 
 impl fmt::Debug for Session {
@@ -197,6 +236,7 @@ impl fmt::Debug for Session {
 /// Result of one decoding step.
 enum Step {
     Event(Event),
+    /// More input is needed, or the read budget is spent: `read_event` returns `None`.
     NeedMore,
     Continue,
     Fail(u16, &'static str),
@@ -214,7 +254,8 @@ impl Session {
             compress_min_size: config.compress_min_size,
             compress_level: config.compress_level,
             deflate: config.deflate,
-            flags: 0,
+            max_inflate_ratio: config.max_inflate_ratio.try_into().unwrap_or(u32::MAX),
+            phase: Phase::Open,
             frame: None,
             msg: None,
             msg_compressed: false,
@@ -226,12 +267,33 @@ impl Session {
             deflater: Deflater::default(),
             out: OutQueue::default(),
             defer_failure_close: config.defer_failure_close,
-            pending_failure: None,
+            read_budget: usize::MAX,
+            pong_backlog: 0,
+            pending_pong: None,
         }
     }
 
-    fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
+    /// Limit how many payload bytes (after decompression) [`read_event`](Session::read_event)
+    /// may decode from now on; at zero it stops consuming data-frame payload and returns
+    /// `None`, leaving the rest of the input in place. A server grants it from its memory
+    /// budgets and from how much work one wake-up may do, and can tell "paused" from "needs
+    /// more input" by [`read_budget`](Session::read_budget) being zero. Default unlimited.
+    ///
+    /// Whole single-frame messages are only split off the input (no copy) when they fit in the
+    /// budget; otherwise they are decoded piecewise as far as it allows.
+    pub fn set_read_budget(&mut self, bytes: usize) {
+        self.read_budget = bytes;
+    }
+
+    /// What is left of the budget set with [`set_read_budget`](Session::set_read_budget).
+    pub fn read_budget(&self) -> usize {
+        self.read_budget
+    }
+
+    /// Payload bytes held for the message being received (decompressed so far): memory the
+    /// session keeps on the peer's behalf until the message completes.
+    pub fn partial_len(&self) -> usize {
+        self.msg_len
     }
 
     /// Decode from `input` (the server's read buffer; consumed bytes are removed from it).
@@ -240,7 +302,7 @@ impl Session {
     /// (after the peer's Close or a failure; input is then discarded).
     pub fn read_event(&mut self, input: &mut BytesMut) -> Option<Event> {
         loop {
-            if self.has(CLOSE_RECEIVED | FAILED) {
+            if matches!(self.phase, Phase::Closed | Phase::Failed(_)) {
                 input.clear();
                 return None;
             }
@@ -258,14 +320,18 @@ impl Session {
     }
 
     fn fail(&mut self, code: u16, reason: &'static str) {
-        if self.defer_failure_close && !self.has(CLOSED_SENT) {
-            self.pending_failure = Some((code, reason));
-        } else if !self.has(CLOSED_SENT) {
-            self.out
-                .push_copy2(FIN | OP_CLOSE, &code.to_be_bytes(), reason.as_bytes());
-            self.flags |= CLOSED_SENT;
-        }
-        self.flags |= FAILED;
+        let close = match self.phase {
+            Phase::Open if self.defer_failure_close => FailureClose::Deferred(code, reason),
+            Phase::Open => {
+                self.out
+                    .push_copy2(FIN | OP_CLOSE, &code.to_be_bytes(), reason.as_bytes());
+                FailureClose::Queued
+            }
+            // Our Close is out already.
+            _ => FailureClose::Queued,
+        };
+        self.phase = Phase::Failed(close);
+        self.pending_pong = None;
         self.frame = None;
         self.drop_message();
         self.inflater.clear();
@@ -325,7 +391,7 @@ impl Session {
         if is_control(h.opcode) {
             return Ok(());
         }
-        if self.has(DISCARDING) {
+        if self.phase == Phase::Closing {
             // We sent Close: data is skipped until the peer's Close.
             return Ok(());
         }
@@ -371,14 +437,18 @@ impl Session {
     fn on_control(&mut self, opcode: u8, payload: Bytes) -> Step {
         match opcode {
             OP_PING => {
-                if self.has(CLOSED_SENT) {
+                if self.phase == Phase::Closing {
                     return Step::Continue;
                 }
-                self.out.push_copy(FIN | OP_PONG, &payload);
+                if self.pending_pong.is_some() || self.pong_backlog as usize >= PONG_BACKLOG {
+                    self.pending_pong = Some(Box::new(payload.clone()));
+                } else {
+                    self.push_pong(&payload);
+                }
                 Step::Event(Event::Ping(payload))
             }
             OP_PONG => {
-                if self.has(CLOSED_SENT) {
+                if self.phase == Phase::Closing {
                     return Step::Continue;
                 }
                 Step::Event(Event::Pong(payload))
@@ -402,15 +472,16 @@ impl Session {
                 }
             }
         };
-        if !self.has(CLOSED_SENT) {
+        if self.phase == Phase::Open {
+            self.flush_pending_pong();
             if code == 1005 {
                 self.out.push_copy(FIN | OP_CLOSE, &[]);
             } else {
                 self.out.push_copy(FIN | OP_CLOSE, &code.to_be_bytes());
             }
-            self.flags |= CLOSED_SENT;
         }
-        self.flags |= CLOSE_RECEIVED;
+        self.phase = Phase::Closed;
+        self.pending_pong = None;
         self.frame = None;
         self.drop_message();
         self.inflater.clear();
@@ -420,10 +491,12 @@ impl Session {
     fn on_data(&mut self, mut frame: FrameState, input: &mut BytesMut) -> Step {
         let remaining = frame.remaining;
         let avail = remaining.min(input.len() as u64) as usize;
+        // (A compressed frame whose payload is all consumed stays current while the
+        // decompressor still owes output for it: then `remaining` and `avail` are zero.)
         if remaining > 0 && avail == 0 {
             return Step::NeedMore;
         }
-        if self.has(DISCARDING) {
+        if self.phase == Phase::Closing {
             input.advance(avail);
             frame.remaining -= avail as u64;
             self.frame = (frame.remaining > 0).then_some(frame);
@@ -431,9 +504,15 @@ impl Session {
         }
         let whole = avail as u64 == remaining;
         // Fast path: a complete single-frame uncompressed message already in the buffer.
-        if whole && frame.fin && frame.offset == 0 && self.msg_wire_len == 0 && !self.msg_compressed
+        if whole
+            && frame.fin
+            && frame.offset == 0
+            && self.msg_wire_len == 0
+            && !self.msg_compressed
+            && avail <= self.read_budget
         {
             self.frame = None;
+            self.read_budget -= avail;
             apply_mask(&mut input[..avail], frame.mask, 0);
             let kind = self.msg.take();
             let msg = match kind {
@@ -458,24 +537,38 @@ impl Session {
             return Step::Event(Event::Message(msg));
         }
 
-        if frame.offset == 0 && !self.msg_compressed {
-            // Reserve the frame's declared size (already checked against the limit) instead of
-            // growing step by step; capped, so a peer announcing huge frames on many connections
-            // cannot make us reserve address space it never fills.
-            let n = (remaining as usize).min(PRERESERVE_MAX);
-            match self.msg {
-                Some(MsgKind::Text) => self.text.reserve(n),
-                _ => self.binary.reserve(n),
+        // Piecewise: the message grows with the bytes that arrived (nothing is reserved from
+        // the announced length), as far as the read budget allows.
+        let (consumed, complete) = if self.msg_compressed {
+            apply_mask(&mut input[..avail], frame.mask, frame.offset);
+            let r = self.inflate(frame.fin && whole, &input[..avail]);
+            let (consumed, complete) = match r {
+                Ok(progress) => progress,
+                Err((code, reason)) => return Step::Fail(code, reason),
+            };
+            // Bytes the decompressor did not take are offered again later: mask them back.
+            apply_mask(
+                &mut input[consumed..avail],
+                frame.mask,
+                frame.offset + consumed as u64,
+            );
+            (consumed, complete)
+        } else {
+            let n = avail.min(self.read_budget);
+            apply_mask(&mut input[..n], frame.mask, frame.offset);
+            if let Err((code, reason)) = self.append_plain(&input[..n]) {
+                return Step::Fail(code, reason);
             }
+            (n, n == avail)
+        };
+        input.advance(consumed);
+        frame.remaining -= consumed as u64;
+        frame.offset += consumed as u64;
+        if !complete {
+            // The budget is spent.
+            self.frame = Some(frame);
+            return Step::NeedMore;
         }
-        apply_mask(&mut input[..avail], frame.mask, frame.offset);
-        let r = self.feed(frame.fin && whole, avail, input);
-        input.advance(avail);
-        if let Err(e) = r {
-            return Step::Fail(e.0, e.1);
-        }
-        frame.remaining -= avail as u64;
-        frame.offset += avail as u64;
         if frame.remaining > 0 {
             self.frame = Some(frame);
             return Step::Continue;
@@ -490,36 +583,50 @@ impl Session {
         }
     }
 
-    /// Append `input[..n]` (unmasked payload) to the current message; `last` = it ends the
-    /// message.
-    fn feed(&mut self, last: bool, n: usize, input: &[u8]) -> Result<(), (u16, &'static str)> {
-        let chunk = &input[..n];
-        self.msg_wire_len += n;
-        let kind = self.msg.unwrap_or(MsgKind::Binary);
-        if !self.msg_compressed {
-            self.msg_len += n;
-            return match kind {
-                MsgKind::Text => self
-                    .text
-                    .push(chunk)
-                    .map_err(|_| (1007, "invalid UTF-8 in text message")),
-                MsgKind::Binary => {
-                    self.binary.extend_from_slice(chunk);
-                    Ok(())
-                }
-            };
+    /// Append unmasked payload of an uncompressed message (within the read budget).
+    fn append_plain(&mut self, chunk: &[u8]) -> Result<(), (u16, &'static str)> {
+        self.read_budget -= chunk.len();
+        self.msg_wire_len += chunk.len();
+        self.msg_len += chunk.len();
+        match self.msg.unwrap_or(MsgKind::Binary) {
+            MsgKind::Text => self
+                .text
+                .push(chunk)
+                .map_err(|_| (1007, "invalid UTF-8 in text message")),
+            MsgKind::Binary => {
+                self.binary.extend_from_slice(chunk);
+                Ok(())
+            }
         }
-        if last && self.msg_wire_len == 0 {
+    }
+
+    /// Inflate unmasked payload of a compressed message into it, producing at most the read
+    /// budget; `last` = `chunk` ends the message. Returns how much of `chunk` was consumed and
+    /// whether all of it was (and all its output handed out, and with `last` the message ended).
+    fn inflate(&mut self, last: bool, chunk: &[u8]) -> Result<(usize, bool), (u16, &'static str)> {
+        if last && self.msg_wire_len == 0 && chunk.is_empty() {
             // An empty compressed message (not RFC-valid, that would be 0x00): take it as
             // empty rather than feed the decompressor a lone tail that would desync it.
-            return Ok(());
+            return Ok((0, true));
         }
+        let kind = self.msg.unwrap_or(MsgKind::Binary);
         let max = self.max_message_size;
+        // Judged against every compressed byte offered so far (generous by at most one read).
+        let ratio_cap = match self.max_inflate_ratio {
+            0 => usize::MAX,
+            r => (self.msg_wire_len + chunk.len())
+                .saturating_mul(r as usize)
+                .max(INFLATE_RATIO_FLOOR),
+        };
         let (text, binary, msg_len) = (&mut self.text, &mut self.binary, &mut self.msg_len);
         let mut fail = (1009, "message too big");
-        let r = self.inflater.inflate(chunk, last, |out| {
+        let r = self.inflater.inflate(chunk, last, self.read_budget, |out| {
             *msg_len += out.len();
             if *msg_len > max {
+                return false;
+            }
+            if *msg_len > ratio_cap {
+                fail = (1009, "message inflates too much");
                 return false;
             }
             match kind {
@@ -534,7 +641,11 @@ impl Session {
             true
         });
         match r {
-            Ok(()) => Ok(()),
+            Ok(done) => {
+                self.read_budget -= done.produced;
+                self.msg_wire_len += done.consumed;
+                Ok((done.consumed, done.complete))
+            }
             Err(InflateError::Sink) => Err(fail),
             Err(InflateError::Corrupt) => Err((1007, "invalid compressed data")),
         }
@@ -560,23 +671,33 @@ impl Session {
     }
 
     fn check_open(&self) -> Result<(), SendError> {
-        let failed_but_deferred = self.pending_failure.is_some() && !self.has(CLOSED_SENT);
-        if self.has(CLOSED_SENT | CLOSE_RECEIVED) || (self.has(FAILED) && !failed_but_deferred) {
-            return Err(SendError(SendErrorKind::Closed));
+        match self.phase {
+            Phase::Open | Phase::Failed(FailureClose::Deferred(..)) => Ok(()),
+            _ => Err(SendError(SendErrorKind::Closed)),
         }
-        Ok(())
+    }
+
+    fn push_pong(&mut self, payload: &[u8]) {
+        self.out.push_copy(FIN | OP_PONG, payload);
+        // At most PONG_BACKLOG + one pong: fits.
+        self.pong_backlog += (header_len(payload.len()) + payload.len()) as u32;
+    }
+
+    /// Queue the pending pong, if any (before a Close, or once the backlog went down).
+    fn flush_pending_pong(&mut self) {
+        if let Some(p) = self.pending_pong.take() {
+            self.push_pong(&p);
+        }
     }
 
     /// Queue the Close of a failure reported while
     /// [`SessionConfig::defer_failure_close`] is set; a no-op otherwise. After it, data sends
     /// fail and [`is_finished`](Session::is_finished) becomes true.
     pub fn send_failure_close(&mut self) {
-        if let Some((code, reason)) = self.pending_failure.take() {
-            if !self.has(CLOSED_SENT) {
-                self.out
-                    .push_copy2(FIN | OP_CLOSE, &code.to_be_bytes(), reason.as_bytes());
-                self.flags |= CLOSED_SENT;
-            }
+        if let Phase::Failed(FailureClose::Deferred(code, reason)) = self.phase {
+            self.out
+                .push_copy2(FIN | OP_CLOSE, &code.to_be_bytes(), reason.as_bytes());
+            self.phase = Phase::Failed(FailureClose::Queued);
         }
     }
 
@@ -648,12 +769,14 @@ impl Session {
     /// Returns `Err` (and queues nothing) if a Close was already sent or received. Afterwards
     /// data sends fail and incoming data is discarded until the peer's Close arrives.
     pub fn close(&mut self, code: u16, reason: &str) -> Result<(), SendError> {
-        if self.pending_failure.is_some() {
+        if let Phase::Failed(FailureClose::Deferred(..)) = self.phase {
             // A failure's Close takes precedence over any other code.
             self.send_failure_close();
             return Ok(());
         }
         self.check_open()?;
+        // Answer the last ping before the Close: nothing may follow it.
+        self.flush_pending_pong();
         if is_valid_received_code(code) {
             let mut end = reason.len().min(123);
             while !reason.is_char_boundary(end) {
@@ -667,7 +790,7 @@ impl Session {
         } else {
             self.out.push_copy(FIN | OP_CLOSE, &[]);
         }
-        self.flags |= CLOSED_SENT | DISCARDING;
+        self.phase = Phase::Closing;
         // A data frame in progress is skipped to its end (see `on_data`).
         self.drop_message();
         Ok(())
@@ -675,21 +798,21 @@ impl Session {
 
     /// The closing-handshake state.
     pub fn state(&self) -> State {
-        let failure_sent = self.has(FAILED) && self.pending_failure.is_none();
-        if self.has(CLOSE_RECEIVED) || (failure_sent && self.out.len() == 0) {
-            State::Closed
-        } else if self.has(CLOSED_SENT) {
-            State::CloseSent
-        } else {
-            State::Open
+        match self.phase {
+            Phase::Open | Phase::Failed(FailureClose::Deferred(..)) => State::Open,
+            Phase::Closing => State::CloseSent,
+            Phase::Failed(FailureClose::Queued) if self.out.len() > 0 => State::CloseSent,
+            Phase::Failed(FailureClose::Queued) | Phase::Closed => State::Closed,
         }
     }
 
     /// True once a Close has been both sent (queued) and received, or the connection failed:
     /// the server should write out [`buffered`](Session::buffered) bytes and then close TCP.
     pub fn is_finished(&self) -> bool {
-        (self.has(FAILED) && self.pending_failure.is_none())
-            || (self.has(CLOSED_SENT) && self.has(CLOSE_RECEIVED))
+        matches!(
+            self.phase,
+            Phase::Closed | Phase::Failed(FailureClose::Queued)
+        )
     }
 
     /// Bytes queued for the socket and not yet written.
@@ -710,6 +833,12 @@ impl Session {
     /// If `n` exceeds [`buffered`](Session::buffered).
     pub fn advance(&mut self, n: usize) {
         self.out.advance(n);
+        // Written bytes count as pongs written: an upper bound on what the socket took of them.
+        let left = (self.pong_backlog as usize).saturating_sub(n).min(self.out.len());
+        self.pong_backlog = left as u32;
+        if left < PONG_BACKLOG && self.phase == Phase::Open {
+            self.flush_pending_pong();
+        }
     }
 }
 

@@ -62,11 +62,6 @@ impl Utf8Acc {
         self.text.len() + usize::from(self.pending_len)
     }
 
-    /// Reserve room for `n` more bytes.
-    pub(crate) fn reserve(&mut self, n: usize) {
-        self.text.reserve(n);
-    }
-
     /// Validate and append `chunk`. A trailing incomplete sequence is kept for the next call.
     pub(crate) fn push(&mut self, mut chunk: &[u8]) -> Result<(), InvalidUtf8> {
         if self.pending_len > 0 {

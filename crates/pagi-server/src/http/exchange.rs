@@ -24,18 +24,37 @@ use pagi::{
 /// The response head the app produced, ready for hyper.
 pub(crate) type Head = http::response::Parts;
 
+/// How far the app got with its response.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Progress {
+    /// No `http.response.start` yet.
+    #[default]
+    NotStarted,
+    /// Started: body events may follow (and then trailers, if announced).
+    Body { trailers: bool },
+    /// The body (and the trailers) are all queued.
+    Done,
+}
+
+/// Whether the exchange still talks to the client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Link {
+    #[default]
+    Open,
+    /// The client is gone, or the exchange was abandoned: sends are no-ops.
+    Closed,
+    /// The server gave up on the request because of the client (413: body
+    /// too large, 408: body stalled). This status answers it if no response
+    /// started; otherwise the connection is cut.
+    Refused(StatusCode),
+}
+
 #[derive(Default)]
 struct Inner {
     head: Option<Head>,
-    started: bool,
-    trailers_expected: bool,
+    progress: Progress,
+    link: Link,
     frames: Frames,
-    queued: usize,
-    body_done: bool,
-    /// Client gone or exchange abandoned: sends are no-ops.
-    closed: bool,
-    /// The request body exceeded `max_body_size`.
-    too_large: bool,
     /// The task polling the app (service future or response body).
     driver: Option<Waker>,
     /// An app waiting in `receive` for the end of the exchange.
@@ -44,6 +63,9 @@ struct Inner {
     /// tells the response body it changed.
     keepalive: Option<(Duration, Bytes)>,
     keepalive_gen: u64,
+    /// SSE: `sse_idle_timeout`, and when the app last sent something.
+    idle_limit: Option<Duration>,
+    last_send: Option<tokio::time::Instant>,
     /// The request's header map, emptied, for the response head: hyper
     /// keeps a response's map for parsing the next request, so one
     /// allocation serves a keep-alive connection's every request.
@@ -57,46 +79,53 @@ impl Inner {
     fn reset(&mut self, spare: HeaderMap) {
         let Inner {
             head,
-            started,
-            trailers_expected,
+            progress,
+            link,
             frames,
-            queued,
-            body_done,
-            closed,
-            too_large,
             driver,
             receiver,
             keepalive,
             keepalive_gen,
+            idle_limit,
+            last_send,
             spare_headers,
         } = self;
         *head = None;
-        *started = false;
-        *trailers_expected = false;
+        *progress = Progress::NotStarted;
+        *link = Link::Open;
         frames.clear();
-        *queued = 0;
-        *body_done = false;
-        *closed = false;
-        *too_large = false;
         *driver = None;
         *receiver = None;
         *keepalive = None;
         *keepalive_gen = 0;
+        *idle_limit = None;
+        *last_send = None;
         *spare_headers = Some(spare);
+    }
+
+    fn wake_driver(&mut self) {
+        if let Some(w) = self.driver.take() {
+            w.wake();
+        }
     }
 }
 
-/// The response frames queued for hyper, in order. The first one is held
-/// inline: most responses are a single body chunk, which then costs no
-/// allocation. (Bounded by the transport's watermarks, like every send.)
+/// The response frames queued for hyper, in order, and the bytes of their
+/// data. The first one is held inline: most responses are a single body
+/// chunk, which then costs no allocation. (Bounded by the transport's
+/// watermarks, like every send.)
 #[derive(Default)]
 struct Frames {
     first: Option<Frame<Bytes>>,
     rest: VecDeque<Frame<Bytes>>,
+    bytes: usize,
 }
 
 impl Frames {
     fn push_back(&mut self, f: Frame<Bytes>) {
+        if let Some(d) = f.data_ref() {
+            self.bytes += d.len();
+        }
         if self.first.is_none() {
             self.first = Some(f);
         } else {
@@ -107,16 +136,25 @@ impl Frames {
     fn pop_front(&mut self) -> Option<Frame<Bytes>> {
         let f = self.first.take()?;
         self.first = self.rest.pop_front();
+        if let Some(d) = f.data_ref() {
+            self.bytes -= d.len();
+        }
         Some(f)
     }
 
     fn clear(&mut self) {
         self.first = None;
         self.rest.clear();
+        self.bytes = 0;
     }
 
     fn is_empty(&self) -> bool {
         self.first.is_none()
+    }
+
+    /// Data bytes queued.
+    fn bytes(&self) -> usize {
+        self.bytes
     }
 
     fn all_data(&self) -> bool {
@@ -174,17 +212,33 @@ impl Exchange {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn too_large(&self) -> bool {
-        self.lock().too_large
+    /// The status the server answers with because it gave up on the request
+    /// (413, 408), if it did.
+    pub(crate) fn refusal(&self) -> Option<StatusCode> {
+        match self.lock().link {
+            Link::Refused(status) => Some(status),
+            _ => None,
+        }
     }
 
     /// The client went away (or the exchange was abandoned).
     pub(crate) fn close(&self, reason: &str) {
+        self.end(Link::Closed, reason);
+    }
+
+    /// The server gives up on the request because of the client: `status`
+    /// answers it unless a response started (then the connection is cut).
+    pub(crate) fn refuse(&self, status: StatusCode, reason: &str) {
+        self.end(Link::Refused(status), reason);
+    }
+
+    fn end(&self, link: Link, reason: &str) {
         let wakers = {
             let mut inner = self.lock();
-            inner.closed = true;
+            if inner.link == Link::Open {
+                inner.link = link;
+            }
             inner.frames.clear();
-            inner.queued = 0;
             [inner.driver.take(), inner.receiver.take()]
         };
         self.conn.disconnect(reason);
@@ -193,16 +247,19 @@ impl Exchange {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed
+        self.lock().link != Link::Open
     }
 
     pub(crate) fn set_keepalive(&self, interval: Duration, comment: Bytes) {
         let mut inner = self.lock();
         inner.keepalive = Some((interval, comment));
         inner.keepalive_gen += 1;
-        if let Some(w) = inner.driver.take() {
-            w.wake();
-        }
+        inner.wake_driver();
+    }
+
+    /// SSE: end the stream when the app sends nothing for `limit`.
+    pub(crate) fn set_idle_limit(&self, limit: Duration) {
+        self.lock().idle_limit = Some(limit);
     }
 
     pub(crate) fn start(
@@ -212,10 +269,10 @@ impl Exchange {
         trailers: bool,
     ) -> Result<(), SendError> {
         let mut inner = self.lock();
-        if inner.closed {
+        if inner.link != Link::Open {
             return Ok(());
         }
-        if inner.started {
+        if inner.progress != Progress::NotStarted {
             return Err(SendError::new(format!(
                 "{}.response.start sent twice",
                 self.protocol
@@ -223,65 +280,64 @@ impl Exchange {
         }
         let map = inner.spare_headers.take().unwrap_or_default();
         let head = response_head(status, headers, map)?;
-        inner.started = true;
-        inner.trailers_expected = trailers;
+        inner.progress = Progress::Body { trailers };
         inner.head = Some(head);
-        self.conn.mark_response_started();
-        if let Some(w) = inner.driver.take() {
-            w.wake();
+        if inner.idle_limit.is_some() {
+            inner.last_send = Some(tokio::time::Instant::now());
         }
+        self.conn.mark_response_started();
+        inner.wake_driver();
         Ok(())
     }
 
     pub(crate) fn push_body(&self, chunk: Bytes, more: bool) -> Result<(), SendError> {
-        {
-            let mut inner = self.lock();
-            if inner.closed {
-                return Ok(());
-            }
-            if !inner.started {
+        let mut inner = self.lock();
+        if inner.link != Link::Open {
+            return Ok(());
+        }
+        let trailers = match inner.progress {
+            Progress::Body { trailers } => trailers,
+            Progress::NotStarted => {
                 return Err(SendError::new(format!(
                     "{}.response.body before {}.response.start",
                     self.protocol, self.protocol
-                )));
+                )))
             }
-            if inner.body_done {
+            Progress::Done => {
                 return Err(SendError::new(
                     "response body sent after the response ended",
-                ));
+                ))
             }
-            if !chunk.is_empty() {
-                inner.queued += chunk.len();
-                inner.frames.push_back(Frame::data(chunk));
-            }
-            if !more && !inner.trailers_expected {
-                inner.body_done = true;
-            }
-            if let Some(w) = inner.driver.take() {
-                w.wake();
-            }
-            // Published under the lock so counts arrive in order.
-            self.transport.set_buffered(inner.queued);
+        };
+        if !chunk.is_empty() {
+            inner.frames.push_back(Frame::data(chunk));
         }
+        if inner.idle_limit.is_some() {
+            inner.last_send = Some(tokio::time::Instant::now());
+        }
+        if !more && !trailers {
+            inner.progress = Progress::Done;
+        }
+        inner.wake_driver();
+        // Published under the lock so counts arrive in order.
+        self.transport.set_buffered(inner.frames.bytes());
         Ok(())
     }
 
     fn push_trailers(&self, headers: Headers) -> Result<(), SendError> {
         let mut inner = self.lock();
-        if inner.closed {
+        if inner.link != Link::Open {
             return Ok(());
         }
-        if !inner.trailers_expected || inner.body_done {
+        if inner.progress != (Progress::Body { trailers: true }) {
             return Err(SendError::new(
                 "http.response.trailers without http.response.start trailers=1",
             ));
         }
         let map = header_map(headers, false, HeaderMap::new())?;
         inner.frames.push_back(Frame::trailers(map));
-        inner.body_done = true;
-        if let Some(w) = inner.driver.take() {
-            w.wake();
-        }
+        inner.progress = Progress::Done;
+        inner.wake_driver();
         Ok(())
     }
 }
@@ -422,6 +478,11 @@ pub(crate) struct HttpSource {
     pub(crate) body_finished: bool,
     /// Speak `sse.request`/`sse.disconnect` instead of the http events.
     pub(crate) sse: bool,
+    /// `request_timeout`: the longest wait for the next body byte.
+    pub(crate) stall_limit: Option<Duration>,
+    /// Armed the first time the body makes the app wait (most bodies never
+    /// do: they arrive with the head), then reset by every chunk.
+    pub(crate) stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl EventSource for HttpSource {
@@ -447,18 +508,33 @@ impl HttpSource {
         loop {
             if self.body_finished {
                 let mut inner = self.ex.lock();
-                if inner.closed || inner.body_done {
+                if inner.link != Link::Open || inner.progress == Progress::Done {
                     return Poll::Ready(ReceiveEvent::HttpDisconnect);
                 }
                 inner.receiver = Some(cx.waker().clone());
                 return Poll::Pending;
             }
-            if self.ex.lock().closed {
+            if self.ex.is_closed() {
                 self.body_finished = true;
                 continue;
             }
             match Pin::new(&mut self.body).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    let Some(limit) = self.stall_limit else {
+                        return Poll::Pending;
+                    };
+                    let stall = self
+                        .stall
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                    if stall.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    tracing::debug!("request body stalled for {limit:?}: closing");
+                    self.body_finished = true;
+                    self.ex
+                        .refuse(StatusCode::REQUEST_TIMEOUT, "client_timeout");
+                    return Poll::Ready(ReceiveEvent::HttpDisconnect);
+                }
                 Poll::Ready(None) => {
                     self.body_finished = true;
                     return Poll::Ready(ReceiveEvent::HttpRequest {
@@ -472,14 +548,17 @@ impl HttpSource {
                     return Poll::Ready(ReceiveEvent::HttpDisconnect);
                 }
                 Poll::Ready(Some(Ok(frame))) => {
+                    if let (Some(stall), Some(limit)) = (&mut self.stall, self.stall_limit) {
+                        stall.as_mut().reset(tokio::time::Instant::now() + limit);
+                    }
                     let Ok(data) = frame.into_data() else {
                         continue; // request trailers are not part of PAGI
                     };
                     self.read += data.len() as u64;
                     if self.limit > 0 && self.read > self.limit {
                         self.body_finished = true;
-                        self.ex.lock().too_large = true;
-                        self.ex.close("body_too_large");
+                        self.ex
+                            .refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
                         return Poll::Ready(ReceiveEvent::HttpDisconnect);
                     }
                     let more = !self.body.is_end_stream();
@@ -512,6 +591,9 @@ pub(crate) enum Outcome {
     /// queued all of it (hyper then sends `Content-Length`, not chunks).
     Started(Head, Option<u64>),
     Finished(Result<(), BoxError>),
+    /// The server gave up on the request (see [`Link::Refused`]); the app,
+    /// if still running, continues on its own.
+    Refused(StatusCode),
 }
 
 impl AppDriver {
@@ -545,9 +627,12 @@ impl AppDriver {
         self.poll_app(cx);
         let mut inner = self.ex.lock();
         if let Some(head) = inner.head.take() {
-            let complete = inner.body_done && inner.frames.all_data();
-            let size = complete.then_some(inner.queued as u64);
+            let complete = inner.progress == Progress::Done && inner.frames.all_data();
+            let size = complete.then_some(inner.frames.bytes() as u64);
             return Poll::Ready(Outcome::Started(head, size));
+        }
+        if let Link::Refused(status) = inner.link {
+            return Poll::Ready(Outcome::Refused(status));
         }
         if let Some(r) = self.result.take() {
             return Poll::Ready(Outcome::Finished(r));
@@ -566,7 +651,7 @@ impl AppDriver {
             driver: self,
             ended: false,
             hint: size,
-            keepalive: Keepalive::default(),
+            sse: SseTimers::default(),
         }
     }
 }
@@ -598,16 +683,17 @@ pub(crate) struct AppBody {
     /// marked complete or closed: nothing left for `drop`.
     ended: bool,
     hint: Option<u64>,
-    keepalive: Keepalive,
+    sse: SseTimers,
 }
 
-/// The response body's side of the SSE keepalive: which setting its timer
-/// follows (the interval and comment themselves stay in `Inner`).
+/// The response body's SSE timers: the keepalive comment (its interval and
+/// comment stay in `Inner`) and the idle timeout.
 #[derive(Default)]
-struct Keepalive {
-    /// The `Inner::keepalive_gen` the timer was set up for.
+struct SseTimers {
+    /// The `Inner::keepalive_gen` the keepalive timer was set up for.
     gen: u64,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    keepalive: Option<Pin<Box<tokio::time::Sleep>>>,
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// A body dropped before it handed out its end: complete if everything was
@@ -621,10 +707,10 @@ impl Drop for AppBody {
         let ex = &self.driver.ex;
         let delivered = {
             let inner = ex.lock();
-            if inner.closed {
+            if inner.link != Link::Open {
                 return;
             }
-            inner.body_done && inner.frames.is_empty()
+            inner.progress == Progress::Done && inner.frames.is_empty()
         };
         if delivered {
             ex.conn.mark_complete();
@@ -635,27 +721,41 @@ impl Drop for AppBody {
     }
 }
 
-impl Keepalive {
-    /// Queue the comment each time the interval elapses.
-    fn poll(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
+impl SseTimers {
+    /// Queue the keepalive comment each time its interval elapses.
+    fn poll_keepalive(&mut self, inner: &mut Inner, cx: &mut Context<'_>) {
         if inner.keepalive_gen != self.gen {
             self.gen = inner.keepalive_gen;
-            self.timer = match &inner.keepalive {
+            self.keepalive = match &inner.keepalive {
                 Some((every, _)) if !every.is_zero() => Some(Box::pin(tokio::time::sleep(*every))),
                 _ => None,
             };
         }
-        let (Some(timer), Some((every, comment))) = (&mut self.timer, &inner.keepalive) else {
+        let (Some(timer), Some((every, comment))) = (&mut self.keepalive, &inner.keepalive) else {
             return;
         };
         while timer.as_mut().poll(cx).is_ready() {
-            if inner.started && !inner.body_done && !inner.closed {
-                // Counted like any queued chunk: taking the frame subtracts it.
-                inner.queued += comment.len();
+            if matches!(inner.progress, Progress::Body { .. }) && inner.link == Link::Open {
                 inner.frames.push_back(Frame::data(comment.clone()));
             }
             timer.as_mut().reset(tokio::time::Instant::now() + *every);
         }
+    }
+
+    /// Whether the app sent nothing for `sse_idle_timeout` (keepalive
+    /// comments do not count).
+    fn idle_expired(&mut self, inner: &Inner, cx: &mut Context<'_>) -> bool {
+        let (Some(limit), Some(last)) = (inner.idle_limit, inner.last_send) else {
+            return false;
+        };
+        let deadline = last + limit;
+        let timer = self
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if timer.deadline() != deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -671,15 +771,12 @@ impl HttpBody for AppBody {
         this.driver.poll_app(cx);
         let ex = &this.driver.ex;
         let mut inner = ex.lock();
-        this.keepalive.poll(&mut inner, cx);
+        this.sse.poll_keepalive(&mut inner, cx);
         if let Some(frame) = inner.frames.pop_front() {
-            if let Some(d) = frame.data_ref() {
-                inner.queued -= d.len();
-            }
-            ex.transport.set_buffered(inner.queued);
+            ex.transport.set_buffered(inner.frames.bytes());
             // hyper does not poll a body of known length after its last
             // frame, so the last frame is where the response completes.
-            let last = inner.body_done && inner.frames.is_empty();
+            let last = inner.progress == Progress::Done && inner.frames.is_empty();
             drop(inner);
             if last {
                 this.ended = true;
@@ -687,7 +784,21 @@ impl HttpBody for AppBody {
             }
             return Poll::Ready(Some(Ok(frame)));
         }
-        if inner.body_done || inner.closed {
+        if let Link::Refused(status) = inner.link {
+            drop(inner);
+            this.ended = true;
+            // An error makes hyper drop the connection without the
+            // terminating chunk: the response cannot be finished honestly.
+            return Poll::Ready(Some(Err(format!("request refused ({status})").into())));
+        }
+        if this.sse.idle_expired(&inner, cx) {
+            drop(inner);
+            tracing::debug!("SSE idle timeout - closing the stream");
+            ex.close("idle_timeout");
+            this.ended = true;
+            return Poll::Ready(None);
+        }
+        if inner.progress == Progress::Done || inner.link == Link::Closed {
             drop(inner);
             this.ended = true;
             ex.conn.mark_complete();
@@ -705,7 +816,7 @@ impl HttpBody for AppBody {
             }
             Some(Ok(())) => {
                 // The app returned: its response is finished.
-                inner.body_done = true;
+                inner.progress = Progress::Done;
                 drop(inner);
                 this.ended = true;
                 ex.conn.mark_complete();
@@ -749,14 +860,12 @@ mod tests {
     fn a_reset_exchange_state_is_fresh() {
         let mut inner = Inner {
             head: Some(response_head(200, Headers::new(), HeaderMap::new()).unwrap()),
-            started: true,
-            trailers_expected: true,
-            queued: 5,
-            body_done: true,
-            closed: true,
-            too_large: true,
+            progress: Progress::Done,
+            link: Link::Refused(StatusCode::PAYLOAD_TOO_LARGE),
             keepalive: Some((Duration::from_secs(1), Bytes::from_static(b":\n"))),
             keepalive_gen: 3,
+            idle_limit: Some(Duration::from_secs(1)),
+            last_send: Some(tokio::time::Instant::now()),
             ..Inner::default()
         };
         inner
@@ -769,29 +878,33 @@ mod tests {
         spare.reserve(8);
         inner.reset(spare);
         assert!(inner.head.is_none() && inner.frames.is_empty() && inner.keepalive.is_none());
-        assert!(!inner.started && !inner.trailers_expected && !inner.body_done);
-        assert!(!inner.closed && !inner.too_large);
-        assert_eq!((inner.queued, inner.keepalive_gen), (0, 0));
+        assert_eq!((inner.progress, inner.link), (Progress::NotStarted, Link::Open));
+        assert!(inner.idle_limit.is_none() && inner.last_send.is_none());
+        assert_eq!((inner.frames.bytes(), inner.keepalive_gen), (0, 0));
         assert!(inner.spare_headers.is_some_and(|m| m.capacity() >= 8));
     }
 
     #[test]
-    fn frames_keep_their_order() {
+    fn frames_keep_their_order_and_count_their_bytes() {
         let mut q = Frames::default();
         assert!(q.pop_front().is_none() && q.all_data());
         for i in 0..5u8 {
-            q.push_back(Frame::data(Bytes::from(vec![i])));
+            q.push_back(Frame::data(Bytes::from(vec![i; usize::from(i) + 1])));
         }
+        assert_eq!(q.bytes(), 1 + 2 + 3 + 4 + 5);
         assert_eq!(q.pop_front().unwrap().into_data().unwrap()[0], 0);
+        assert_eq!(q.bytes(), 2 + 3 + 4 + 5);
         q.push_back(Frame::trailers(HeaderMap::new()));
         assert!(!q.all_data());
         let rest: Vec<bool> = std::iter::from_fn(|| q.pop_front())
             .map(|f| f.is_data())
             .collect();
         assert_eq!(rest, [true, true, true, true, false]);
+        assert_eq!(q.bytes(), 0);
         q.push_back(Frame::data(Bytes::from_static(b"x")));
         q.clear();
         assert!(q.pop_front().is_none());
+        assert_eq!(q.bytes(), 0);
     }
 
     #[test]

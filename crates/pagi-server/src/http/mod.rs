@@ -147,6 +147,7 @@ impl Future for ResponseFuture {
                         drop(driver);
                         no_response(&ex, result)
                     }
+                    Outcome::Refused(status) => canned(status, true),
                 }
             }
         };
@@ -156,8 +157,8 @@ impl Future for ResponseFuture {
 
 /// The app ended (or failed) before starting a response.
 fn no_response(ex: &Exchange, result: Result<(), pagi::BoxError>) -> Response<ResponseBody> {
-    if ex.too_large() {
-        return canned(StatusCode::PAYLOAD_TOO_LARGE, true);
+    if let Some(status) = ex.refusal() {
+        return canned(status, true);
     }
     if !ex.conn.is_connected() {
         // The client already left: not an application error.
@@ -227,8 +228,13 @@ fn start_app(
         read: 0,
         body_finished: false,
         sse,
+        stall_limit: ctx.config.request_timeout,
+        stall: None,
     });
     let (scope, sender) = if sse {
+        if let Some(limit) = ctx.config.sse_idle_timeout {
+            ex.set_idle_limit(limit);
+        }
         let sink = Arc::new(sse::SseSink::new(ex.clone()));
         (Scope::Sse(scope), Sender::new(sink))
     } else {

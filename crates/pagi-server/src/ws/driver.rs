@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use pagi_ws::{Event, State};
+use pagi_ws::{Event, Session, State};
 use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, Instant, Sleep};
@@ -29,29 +29,129 @@ const READ_CHUNK: usize = 16 * 1024;
 const MAX_READ_CHUNK: usize = 128 * 1024;
 /// Most slices handed to one `writev`.
 const MAX_SLICES: usize = 64;
+/// Most payload bytes (after decompression) decoded per wake-up of a
+/// session; then it yields to other tasks. Bounds how long one connection
+/// can keep a worker thread busy (a deflate bomb, a flood of small messages).
+const DECODE_PER_WAKE: usize = 256 * 1024;
+
+/// Where the driver is in the connection's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Frames flow both ways; the session says when it is finished.
+    Running,
+    /// The peer violated the protocol: the Close waits until the app has
+    /// taken the messages that came before (see `defer_failure_close`).
+    FailureHeld,
+    /// The session is over: our side of the TCP connection is being shut.
+    ShuttingDown,
+    /// FIN sent: input is read and discarded until the peer closes too.
+    Draining,
+}
+
+/// Why the driver is not taking more input from the socket right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    /// Reading.
+    Open,
+    /// The app's queue is full (by count or by `ws_max_receive_bytes`): the
+    /// app's next `receive` wakes the driver.
+    AppQueue,
+    /// The server's buffer budget has no room: woken when it has again.
+    Budget,
+    /// This wake-up decoded its share (`DECODE_PER_WAKE`): come back after
+    /// other tasks had their turn.
+    Yield,
+    /// Output is above the high watermark (control replies included): the
+    /// socket's writability wakes the driver.
+    Output,
+}
+
+/// The keepalive ping: when the next one is due and, while one is
+/// unanswered, when its pong is. One timer serves both.
+struct Pinger {
+    interval: Duration,
+    timeout: Option<Duration>,
+    next_ping: Instant,
+    pong_due: Option<Instant>,
+    timer: Pin<Box<Sleep>>,
+}
+
+enum PingDue {
+    Nothing,
+    Ping,
+    PongMissing,
+}
+
+impl Pinger {
+    /// `None` for a zero interval (no keepalive).
+    fn new(interval: Duration, timeout: Option<Duration>) -> Option<Pinger> {
+        if interval.is_zero() {
+            return None;
+        }
+        let next_ping = Instant::now() + interval;
+        Some(Pinger {
+            interval,
+            timeout: timeout.filter(|t| !t.is_zero()),
+            next_ping,
+            pong_due: None,
+            timer: Box::pin(tokio::time::sleep_until(next_ping)),
+        })
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> PingDue {
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return PingDue::Nothing;
+        }
+        let now = Instant::now();
+        if self.pong_due.is_some_and(|due| due <= now) {
+            return PingDue::PongMissing;
+        }
+        let ping = self.next_ping <= now;
+        if ping {
+            self.next_ping = now + self.interval;
+            if let Some(t) = self.timeout {
+                self.pong_due.get_or_insert(now + t);
+            }
+        }
+        let next = self.pong_due.map_or(self.next_ping, |d| d.min(self.next_ping));
+        self.timer.as_mut().reset(next);
+        // Register the waker for the new deadline.
+        let _ = self.timer.as_mut().poll(cx);
+        if ping {
+            PingDue::Ping
+        } else {
+            PingDue::Nothing
+        }
+    }
+
+    fn pong(&mut self) {
+        // The timer may still be set for the old pong deadline; it then
+        // finds nothing due and moves on to the next ping.
+        self.pong_due = None;
+    }
+}
 
 struct Driver {
     stream: TcpStream,
     rbuf: BytesMut,
     shared: Arc<WsShared>,
+    stage: Stage,
     policy: QueuePolicy,
+    /// `ws_max_receive_bytes` (at least one maximum message).
+    max_receive_bytes: usize,
+    /// Output above which the driver stops reading (`pagi.transport`'s high
+    /// watermark): replies to what it reads could otherwise pile up.
+    output_limit: usize,
     close_timeout: Duration,
     idle_timeout: Option<Duration>,
     keepalive_gen: u64,
-    ping_interval: Duration,
-    pong_timeout: Option<Duration>,
-    ping: Option<Pin<Box<Sleep>>>,
-    pong_deadline: Option<Pin<Box<Sleep>>>,
+    pinger: Option<Pinger>,
     idle: Option<Pin<Box<Sleep>>>,
     close_deadline: Option<Pin<Box<Sleep>>>,
     /// Current read reservation (see `READ_CHUNK`).
     read_size: usize,
-    /// The peer violated the protocol; the Close waits until the app has
-    /// taken the messages that came before (see `defer_failure_close`).
-    failure_pending: bool,
-    /// The session is over; FIN sent (once `fin_sent`), draining input.
-    lingering: bool,
-    fin_sent: bool,
+    /// Payload this wake-up may still decode (see `DECODE_PER_WAKE`).
+    decode_left: usize,
 }
 
 /// Run an accepted session on `stream` until it closes. `early` holds
@@ -70,20 +170,20 @@ pub(crate) async fn drive(stream: TcpStream, early: Bytes, shared: Arc<WsShared>
         stream,
         rbuf,
         shared: shared.clone(),
+        stage: Stage::Running,
         policy: cfg.ws_queue_policy,
+        max_receive_bytes: cfg.ws_max_receive_bytes.max(cfg.ws_max_message_size),
+        output_limit: cfg.ws_write_high_watermark.max(1),
         close_timeout: cfg.ws_close_timeout,
         idle_timeout: cfg.ws_idle_timeout,
         keepalive_gen: 0,
-        ping_interval: Duration::ZERO,
-        pong_timeout: None,
-        ping: None,
-        pong_deadline: None,
+        pinger: cfg
+            .ws_ping_interval
+            .and_then(|every| Pinger::new(every, cfg.ws_ping_timeout)),
         idle: cfg.ws_idle_timeout.map(|t| Box::pin(sleep(t))),
         close_deadline: None,
-        failure_pending: false,
         read_size: READ_CHUNK,
-        lingering: false,
-        fin_sent: false,
+        decode_left: 0,
     };
     poll_fn(|cx| d.poll(cx)).await;
     finish(&shared);
@@ -95,8 +195,9 @@ fn finish(shared: &WsShared) {
 
 impl Driver {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        self.decode_left = DECODE_PER_WAKE;
         loop {
-            if self.lingering {
+            if matches!(self.stage, Stage::ShuttingDown | Stage::Draining) {
                 return self.poll_linger(cx);
             }
             let shared = self.shared.clone();
@@ -116,9 +217,11 @@ impl Driver {
                 }
             }
             self.close_if_app_finished(inner);
-            let mut progressed = self.parse(inner);
-            if self.failure_pending && (inner.inbound.is_empty() || inner.app_failed.is_some()) {
-                self.failure_pending = false;
+            let (mut progressed, mut gate) = self.parse(inner);
+            if self.stage == Stage::FailureHeld
+                && (inner.inbound.is_empty() || inner.app_failed.is_some())
+            {
+                self.stage = Stage::Running;
                 inner
                     .session
                     .as_mut()
@@ -148,7 +251,7 @@ impl Driver {
                 }
             }
             let buffered = session.buffered();
-            if (session.state() != State::Open || self.failure_pending)
+            if (session.state() != State::Open || self.stage == Stage::FailureHeld)
                 && self.close_deadline.is_none()
             {
                 self.close_deadline = Some(Box::pin(sleep(self.close_timeout)));
@@ -158,64 +261,42 @@ impl Driver {
                 WsShared::set_ended(inner, code, reason);
                 self.shared.transport.set_buffered(0);
                 drop(guard);
-                self.lingering = true;
+                self.stage = Stage::ShuttingDown;
                 continue;
             }
-
-            // Read, unless the app's queue is full (TCP then pushes back).
-            let room =
-                inner.inbound.len() < self.shared.queue_limit || self.policy == QueuePolicy::Close;
-            if room {
-                match self.stream.poll_read_ready(cx) {
-                    Poll::Ready(Ok(())) => {
-                        if self.rbuf.capacity() == 0 {
-                            self.rbuf = read_pool::take(self.read_size);
-                        } else if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-                            self.rbuf.reserve(self.read_size);
-                        }
-                        let spare = self.rbuf.capacity() - self.rbuf.len();
-                        // `read_buf` goes through tokio's `poll_read`, which
-                        // treats a short read as "socket drained" and clears
-                        // the readiness: no extra `recv` that only returns
-                        // EAGAIN (`try_read_buf` would make one per wake-up).
-                        let read = pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx);
-                        match read {
-                            Poll::Ready(Ok(0)) => {
-                                WsShared::set_ended(inner, 1006, "client_closed");
-                                return Poll::Ready(());
-                            }
-                            Poll::Ready(Ok(n)) => {
-                                if n == spare {
-                                    self.read_size = (self.read_size * 2).min(MAX_READ_CHUNK);
-                                } else if n < self.read_size / 4 {
-                                    self.read_size = (self.read_size / 2).max(READ_CHUNK);
-                                }
-                                if let (Some(idle), Some(t)) = (&mut self.idle, self.idle_timeout) {
-                                    idle.as_mut().reset(Instant::now() + t);
-                                }
-                                progressed = true;
-                            }
-                            // Spurious readiness: cleared, the waker is registered.
-                            Poll::Pending => {}
-                            Poll::Ready(Err(_)) => {
-                                WsShared::set_ended(inner, 1006, "read_error");
-                                return Poll::Ready(());
-                            }
-                        }
-                    }
-                    Poll::Ready(Err(_)) => {
-                        WsShared::set_ended(inner, 1006, "read_error");
-                        return Poll::Ready(());
-                    }
-                    Poll::Pending => {}
-                }
+            if gate == Gate::Open && buffered >= self.output_limit {
+                gate = Gate::Output;
             }
 
+            // Read, unless something above says not to (TCP then pushes back).
+            if gate == Gate::Open {
+                match self.read(cx) {
+                    Ok(true) => progressed = true,
+                    Ok(false) => {}
+                    Err(reason) => {
+                        WsShared::set_ended(inner, 1006, reason);
+                        return Poll::Ready(());
+                    }
+                }
+            }
+            let held = self.rbuf.len() + inner.session.as_ref().map_or(0, Session::partial_len);
+            inner.set_driver_held(held);
+
             // Timers.
-            if poll_timer(&mut self.pong_deadline, cx) {
-                tracing::warn!("WebSocket keepalive timeout - no pong received");
-                WsShared::set_ended(inner, 1006, "keepalive_timeout");
-                return Poll::Ready(());
+            if let Some(pinger) = &mut self.pinger {
+                match pinger.poll(cx) {
+                    PingDue::Nothing => {}
+                    PingDue::Ping => {
+                        let session = inner.session.as_mut().expect("session");
+                        let _ = session.ping(Bytes::new());
+                        progressed = true;
+                    }
+                    PingDue::PongMissing => {
+                        tracing::warn!("WebSocket keepalive timeout - no pong received");
+                        WsShared::set_ended(inner, 1006, "keepalive_timeout");
+                        return Poll::Ready(());
+                    }
+                }
             }
             if poll_timer(&mut self.idle, cx) {
                 tracing::warn!("WebSocket idle timeout - closing connection");
@@ -227,24 +308,21 @@ impl Driver {
                 WsShared::set_ended(inner, code, reason);
                 return Poll::Ready(());
             }
-            if let Some(ping) = &mut self.ping {
-                if ping.as_mut().poll(cx).is_ready() {
-                    let session = inner.session.as_mut().expect("session");
-                    let _ = session.ping(Bytes::new());
-                    ping.as_mut().reset(Instant::now() + self.ping_interval);
-                    if let (None, Some(t)) = (&self.pong_deadline, self.pong_timeout) {
-                        self.pong_deadline = Some(Box::pin(sleep(t)));
-                    }
-                    progressed = true;
-                }
-            }
+            let buffered = inner.session.as_ref().map_or(0, Session::buffered);
             // Published under the lock, like the app's sends do: a stale
             // count published after a newer one could leave backpressure
             // engaged over an empty buffer (senders parked forever).
-            if progressed {
+            if progressed && gate != Gate::Yield {
                 self.shared.transport.set_buffered(buffered);
                 drop(guard);
                 continue;
+            }
+            match gate {
+                Gate::AppQueue => inner.read_paused = true,
+                Gate::Budget => inner.wait_for_budget(cx),
+                // Come back after the scheduler ran other tasks.
+                Gate::Yield => cx.waker().wake_by_ref(),
+                Gate::Open | Gate::Output => {}
             }
             if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
                 // Idle: hand the read buffer back (to this thread's pool).
@@ -257,36 +335,103 @@ impl Driver {
         }
     }
 
-    /// Decode what is buffered into events for the app, while its queue has room.
-    fn parse(&mut self, inner: &mut Inner) -> bool {
+    /// One read into the buffer. `Ok(true)` when bytes arrived; `Err` with
+    /// the disconnect reason when the connection ended.
+    fn read(&mut self, cx: &mut Context<'_>) -> Result<bool, &'static str> {
+        match self.stream.poll_read_ready(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Err("read_error"),
+            Poll::Pending => return Ok(false),
+        }
+        if self.rbuf.capacity() == 0 {
+            self.rbuf = read_pool::take(self.read_size);
+        } else if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+            self.rbuf.reserve(self.read_size);
+        }
+        let spare = self.rbuf.capacity() - self.rbuf.len();
+        // `read_buf` goes through tokio's `poll_read`, which treats a short
+        // read as "socket drained" and clears the readiness: no extra `recv`
+        // that only returns EAGAIN (`try_read_buf` would make one per wake-up).
+        match pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx) {
+            Poll::Ready(Ok(0)) => Err("client_closed"),
+            Poll::Ready(Ok(n)) => {
+                if n == spare {
+                    self.read_size = (self.read_size * 2).min(MAX_READ_CHUNK);
+                } else if n < self.read_size / 4 {
+                    self.read_size = (self.read_size / 2).max(READ_CHUNK);
+                }
+                if let (Some(idle), Some(t)) = (&mut self.idle, self.idle_timeout) {
+                    idle.as_mut().reset(Instant::now() + t);
+                }
+                Ok(true)
+            }
+            // Spurious readiness: cleared, the waker is registered.
+            Poll::Pending => Ok(false),
+            Poll::Ready(Err(_)) => Err("read_error"),
+        }
+    }
+
+    /// Decode what is buffered into events for the app, as far as its queue
+    /// and the budgets allow. Returns whether anything was decoded, and what
+    /// stops the driver from taking more input.
+    fn parse(&mut self, inner: &mut Inner) -> (bool, Gate) {
         let mut progressed = false;
         loop {
-            let full = inner.inbound.len() >= self.shared.queue_limit;
-            if full && self.policy == QueuePolicy::Backpressure {
-                return progressed;
+            let session = inner.session.as_ref().expect("session");
+            let queued = inner.inbound.bytes() + session.partial_len();
+            let count_full = inner.inbound.len() >= self.shared.queue_limit;
+            let bytes_full = !inner.inbound.is_empty() && queued >= self.max_receive_bytes;
+            // (Once our Close is out, the session only looks for the peer's.)
+            if (count_full || bytes_full) && session.state() == State::Open {
+                match self.policy {
+                    QueuePolicy::Backpressure => return (progressed, Gate::AppQueue),
+                    // By count, the next message overflows; by bytes, this one does.
+                    QueuePolicy::Close if bytes_full => {
+                        overflow(inner);
+                        progressed = true;
+                        continue;
+                    }
+                    QueuePolicy::Close => {}
+                }
             }
+            if self.decode_left == 0 {
+                return (progressed, Gate::Yield);
+            }
+            let room = inner.budget_room();
+            if room == 0 {
+                return (progressed, Gate::Budget);
+            }
+            // Until the queue holds something, the message size limit bounds
+            // what one message may take.
+            let local = if inner.inbound.is_empty() {
+                usize::MAX
+            } else {
+                self.max_receive_bytes - queued
+            };
+            let grant = self.decode_left.min(room).min(local);
             let session = inner.session.as_mut().expect("session");
-            let Some(event) = session.read_event(&mut self.rbuf) else {
-                return progressed;
+            session.set_read_budget(grant);
+            let event = session.read_event(&mut self.rbuf);
+            self.decode_left -= grant - session.read_budget();
+            let Some(event) = event else {
+                return (progressed, Gate::Open);
             };
             progressed = true;
             match event {
-                Event::Message(m) if full => {
-                    drop(m);
-                    if session.close(1008, "message queue overflow").is_ok() {
-                        inner.local_close = Some((1008, "queue_overflow"));
-                    }
-                    WsShared::set_ended(inner, 1008, "queue_overflow");
-                }
+                Event::Message(_) if count_full => overflow(inner),
                 Event::Message(m) => WsShared::push_inbound(inner, from_ws(m)),
                 Event::Ping(_) => {}
-                Event::Pong(_) => self.pong_deadline = None,
+                Event::Pong(_) => {
+                    if let Some(p) = &mut self.pinger {
+                        p.pong();
+                    }
+                }
                 Event::Close { code, reason } => match inner.local_close {
                     Some((c, token)) if !token.is_empty() => WsShared::set_ended(inner, c, token),
                     _ => WsShared::set_ended(inner, code, &reason),
                 },
                 Event::Failed { code, .. } => {
-                    self.failure_pending = true;
+                    self.stage = Stage::FailureHeld;
                     let token = if code == 1009 {
                         "body_too_large"
                     } else {
@@ -312,24 +457,23 @@ impl Driver {
         }
     }
 
+    /// The app's `websocket.keepalive` replaces the server's setting.
     fn apply_keepalive(&mut self, k: Keepalive) {
         self.keepalive_gen = k.generation;
-        self.ping_interval = k.interval;
-        self.pong_timeout = k.timeout.filter(|t| !t.is_zero());
-        self.pong_deadline = None;
-        self.ping = (!k.interval.is_zero()).then(|| Box::pin(sleep(k.interval)));
+        self.pinger = Pinger::new(k.interval, k.timeout);
     }
 
     /// After the close: send FIN, then read and discard until the peer
     /// closes too (bounded), so unread input never turns our close into a
     /// reset that could destroy the Close frame in flight.
     fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.fin_sent {
-            match Pin::new(&mut self.stream).poll_shutdown(cx) {
-                Poll::Ready(_) => self.fin_sent = true,
-                Poll::Pending => return Poll::Pending,
+        if self.stage == Stage::ShuttingDown {
+            if Pin::new(&mut self.stream).poll_shutdown(cx).is_pending() {
+                return Poll::Pending;
             }
+            self.stage = Stage::Draining;
             self.rbuf = BytesMut::new();
+            self.shared.lock().set_driver_held(0);
             self.close_deadline = Some(Box::pin(sleep(self.close_timeout)));
         }
         let mut scratch = [0u8; 2048];
@@ -350,6 +494,15 @@ impl Driver {
         }
         Poll::Pending
     }
+}
+
+/// The app's queue overflowed under `QueuePolicy::Close`: Close 1008.
+fn overflow(inner: &mut Inner) {
+    let session = inner.session.as_mut().expect("session");
+    if session.close(1008, "message queue overflow").is_ok() {
+        inner.local_close = Some((1008, "queue_overflow"));
+    }
+    WsShared::set_ended(inner, 1008, "queue_overflow");
 }
 
 /// Poll an optional timer; true (and cleared) once it fired.

@@ -96,12 +96,14 @@ pub(crate) async fn handle_upgrade(
         // before the failure's Close (the driver releases it once the app
         // drained its queue).
         defer_failure_close: true,
+        max_inflate_ratio: cfg.ws_max_inflate_ratio,
     };
     let shared = WsShared::new(
         transport,
         session_config,
         subprotocols,
         cfg.ws_max_receive_queue,
+        crate::budget::Account::new(ctx.budget.clone()),
     );
     let app = ctx.app.call(
         Scope::WebSocket(Box::new(scope)),

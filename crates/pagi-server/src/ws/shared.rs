@@ -13,6 +13,7 @@ use http::HeaderMap;
 use pagi::{EventSink, EventSource, Message, ReceiveEvent, SendError, SendEvent, Transport};
 use pagi_ws::{Session, SessionConfig};
 
+use crate::budget::Account;
 use crate::http::{header_map, response_head};
 
 /// How the app answered `websocket.connect`.
@@ -46,6 +47,45 @@ pub(crate) struct Keepalive {
     pub(crate) generation: u64,
 }
 
+/// Decoded messages waiting for the app's `receive`; owns their byte count.
+#[derive(Default)]
+pub(crate) struct Inbound {
+    messages: VecDeque<Message>,
+    bytes: usize,
+}
+
+impl Inbound {
+    fn push(&mut self, m: Message) {
+        self.bytes += m.len();
+        self.messages.push_back(m);
+    }
+
+    fn pop(&mut self) -> Option<Message> {
+        let m = self.messages.pop_front()?;
+        self.bytes -= m.len();
+        Some(m)
+    }
+
+    fn clear(&mut self) {
+        self.messages.clear();
+        self.bytes = 0;
+    }
+
+    /// Messages queued.
+    pub(crate) fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Payload bytes queued.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 pub(crate) struct Inner {
     pub(crate) phase: Phase,
     connect_delivered: bool,
@@ -55,7 +95,15 @@ pub(crate) struct Inner {
     /// The server is draining: the driver sends Close 1001.
     pub(crate) shutdown_requested: bool,
     pub(crate) session: Option<Session>,
-    pub(crate) inbound: VecDeque<ReceiveEvent>,
+    pub(crate) inbound: Inbound,
+    /// What the session holds for its peer against the server's budget:
+    /// the queue, plus `driver_held`.
+    account: Account,
+    /// Bytes the driver holds outside the queue (the message being received
+    /// and input not decoded yet), as it last reported them.
+    driver_held: usize,
+    /// The driver stopped reading until the app takes a message.
+    pub(crate) read_paused: bool,
     /// `websocket.disconnect`, returned forever once the inbound queue drains.
     pub(crate) ended: Option<(u16, String)>,
     pub(crate) keepalive: Keepalive,
@@ -89,6 +137,7 @@ impl WsShared {
         session_config: SessionConfig,
         offered: Vec<String>,
         queue_limit: usize,
+        account: Account,
     ) -> Arc<Self> {
         Arc::new(WsShared {
             inner: Mutex::new(Inner {
@@ -98,7 +147,10 @@ impl WsShared {
                 deny: None,
                 shutdown_requested: false,
                 session: None,
-                inbound: VecDeque::new(),
+                inbound: Inbound::default(),
+                account,
+                driver_held: 0,
+                read_paused: false,
                 ended: None,
                 keepalive: Keepalive::default(),
                 app_failed: None,
@@ -156,6 +208,9 @@ impl WsShared {
     pub(crate) fn app_finished(&self, failed: bool) {
         let mut inner = self.lock();
         inner.app_failed = Some(failed);
+        // Nobody will receive what is still queued.
+        inner.inbound.clear();
+        inner.sync_account();
         notify(&mut inner, Half::Driver);
         wake(&mut inner.handshake_waker);
     }
@@ -187,7 +242,7 @@ impl WsShared {
 
     /// For the driver: a decoded message for the app.
     pub(crate) fn push_inbound(inner: &mut Inner, msg: Message) {
-        inner.inbound.push_back(ReceiveEvent::WebSocketReceive(msg));
+        inner.inbound.push(msg);
         notify(inner, Half::App);
     }
 
@@ -309,6 +364,29 @@ impl WsShared {
     }
 }
 
+impl Inner {
+    /// For the driver: it holds `n` bytes outside the queue now.
+    pub(crate) fn set_driver_held(&mut self, n: usize) {
+        self.driver_held = n;
+        self.sync_account();
+    }
+
+    fn sync_account(&mut self) {
+        let held = self.inbound.bytes() + self.driver_held;
+        self.account.set(held);
+    }
+
+    /// How many more bytes the server's budget lets this session take.
+    pub(crate) fn budget_room(&self) -> usize {
+        self.account.room()
+    }
+
+    /// Wake the driver once the server's budget has room again.
+    pub(crate) fn wait_for_budget(&self, cx: &Context<'_>) {
+        self.account.wait(cx);
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Half {
     App,
@@ -411,18 +489,17 @@ pub(crate) struct WsSource(pub(crate) Arc<WsShared>);
 
 impl EventSource for WsSource {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
-        let limit = self.0.queue_limit;
         let mut inner = self.0.lock();
         if !inner.connect_delivered {
             inner.connect_delivered = true;
             return Poll::Ready(ReceiveEvent::WebSocketConnect);
         }
-        if let Some(e) = inner.inbound.pop_front() {
-            if inner.inbound.len() + 1 == limit {
-                // The driver may have stopped reading on a full queue.
+        if let Some(m) = inner.inbound.pop() {
+            inner.sync_account();
+            if std::mem::take(&mut inner.read_paused) {
                 notify(&mut inner, Half::Driver);
             }
-            return Poll::Ready(e);
+            return Poll::Ready(ReceiveEvent::WebSocketReceive(m));
         }
         if let Some((code, reason)) = &inner.ended {
             return Poll::Ready(ReceiveEvent::WebSocketDisconnect {

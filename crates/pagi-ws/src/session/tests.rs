@@ -592,7 +592,7 @@ fn idle_session_holds_no_buffers() {
     assert_eq!(s.binary.capacity(), 0);
     assert_eq!(s.text.len(), 0);
     assert!(
-        std::mem::size_of::<Session>() <= 256,
+        std::mem::size_of::<Session>() <= 288,
         "{}",
         std::mem::size_of::<Session>()
     );
@@ -882,4 +882,163 @@ fn deferred_failure_wins_over_a_later_close() {
     let frames = server_frames(&take_wire(&mut s));
     assert_eq!(&frames[0].1[..2], &1002u16.to_be_bytes());
     assert!(s.is_finished());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Budgets: what a peer can make the session hold or compute
+
+#[test]
+fn a_partial_frame_holds_only_what_arrived() {
+    let mut s = session();
+    // A 16 MiB frame is announced; one payload byte arrives.
+    let mut wire = frame(0x82, &vec![7u8; 16 << 20]);
+    wire.truncate(14 + 1);
+    assert!(events(&mut s, &wire).is_empty());
+    assert_eq!(s.partial_len(), 1);
+    assert!(s.binary.capacity() < 1024, "{}", s.binary.capacity());
+}
+
+/// Feed `wire` in pieces of `piece` bytes with `budget` bytes of read budget per call,
+/// as a server would; collect events and check no call decoded more than its budget.
+fn events_with_budget(s: &mut Session, wire: &[u8], piece: usize, budget: usize) -> Vec<Event> {
+    let mut input = BytesMut::new();
+    let mut evs = Vec::new();
+    let mut pieces = wire.chunks(piece);
+    loop {
+        s.set_read_budget(budget);
+        let held_before = s.partial_len();
+        match s.read_event(&mut input) {
+            Some(e) => evs.push(e),
+            None if s.read_budget() == 0 => {} // paused: more budget next round
+            None => match pieces.next() {
+                Some(p) => input.extend_from_slice(p),
+                None => return evs,
+            },
+        }
+        assert!(s.partial_len() <= held_before + budget);
+    }
+}
+
+#[test]
+fn read_budget_pauses_and_resumes_without_losing_bytes() {
+    let text = sample_text(300_000, 3);
+    let bin: Vec<u8> = (0..250_000u32).map(|i| (i % 251) as u8).collect();
+    let wire = [
+        frame(0x81, text.as_bytes()),
+        frame(0x02, &bin[..100_000]),
+        frame(0x89, b"ping"),
+        frame(0x80, &bin[100_000..]),
+    ]
+    .concat();
+    for (piece, budget) in [(wire.len(), 1), (4096, 1000), (70_000, 65_536), (1, 3)] {
+        let mut s = session();
+        let evs = events_with_budget(&mut s, &wire, piece, budget);
+        assert_eq!(
+            evs,
+            [
+                Event::Message(Message::Text(text.clone())),
+                Event::Ping(Bytes::from_static(b"ping")),
+                Event::Message(Message::Binary(Bytes::from(bin.clone()))),
+            ],
+            "piece {piece} budget {budget}"
+        );
+    }
+}
+
+#[test]
+fn read_budget_bounds_decompression_output() {
+    let p = DeflateParams::default();
+    let text = sample_text(400_000, 5);
+    let mut client = Client::new(&p);
+    let c1 = client.compress(text.as_bytes());
+    let c2 = client.compress(b"second");
+    let wire = [
+        frame(0x41, &c1[..c1.len() / 2]),
+        frame(0x80, &c1[c1.len() / 2..]),
+        frame(0xC1, &c2),
+    ]
+    .concat();
+    for (piece, budget) in [(wire.len(), 1000), (3000, 32 * 1024), (1, 100_000)] {
+        let mut s = deflate_session(p.clone());
+        let evs = events_with_budget(&mut s, &wire, piece, budget);
+        assert_eq!(
+            evs,
+            [
+                Event::Message(Message::Text(text.clone())),
+                Event::Message(Message::Text("second".into())),
+            ],
+            "piece {piece} budget {budget}"
+        );
+    }
+}
+
+#[test]
+fn a_message_inflating_past_the_ratio_limit_is_1009() {
+    let p = DeflateParams::default();
+    let mut client = Client::new(&p);
+    // 16 MiB of zeros: about 16 KiB compressed, a ratio of about 1000.
+    let bomb = client.compress(&vec![0u8; 16 << 20]);
+    assert!(bomb.len() < 20_000, "{}", bomb.len());
+    let mut s = deflate_session(p.clone());
+    let mut input = BytesMut::from(&frame(0xC2, &bomb)[..]);
+    let mut produced = 0;
+    let ev = loop {
+        s.set_read_budget(64 * 1024);
+        match s.read_event(&mut input) {
+            Some(e) => break e,
+            None => produced += 64 * 1024 - s.read_budget(),
+        }
+    };
+    assert_eq!(
+        ev,
+        Event::Failed {
+            code: 1009,
+            reason: "message inflates too much"
+        }
+    );
+    assert!(produced <= INFLATE_RATIO_FLOOR.max(bomb.len() * 100) + 64 * 1024);
+    // Below the floor, any ratio is fine.
+    let mut client = Client::new(&p);
+    let zeros = client.compress(&vec![0u8; 512 * 1024]);
+    let mut s = deflate_session(p);
+    assert_eq!(
+        one(&mut s, &frame(0xC2, &zeros)),
+        Event::Message(Message::Binary(Bytes::from(vec![0u8; 512 * 1024])))
+    );
+}
+
+#[test]
+fn ten_pings_in_one_read_get_ten_pongs() {
+    let mut s = session();
+    let wire: Vec<u8> = (0..10)
+        .flat_map(|i| frame(0x89, format!("payload-{i}").as_bytes()))
+        .collect();
+    assert_eq!(events(&mut s, &wire).len(), 10);
+    let pongs = server_frames(&take_wire(&mut s));
+    let want: Vec<_> = (0..10)
+        .map(|i| (0x8A, format!("payload-{i}").into_bytes()))
+        .collect();
+    assert_eq!(pongs, want);
+}
+
+#[test]
+fn a_ping_flood_that_never_reads_keeps_one_pending_pong() {
+    let mut s = session();
+    let mut wire = Vec::new();
+    for i in 0..100_000u32 {
+        wire.extend_from_slice(&frame(0x89, &i.to_be_bytes()));
+    }
+    assert_eq!(events(&mut s, &wire).len(), 100_000);
+    assert!(
+        s.buffered() <= PONG_BACKLOG + 127,
+        "{} bytes of pongs queued",
+        s.buffered()
+    );
+    // Once the socket takes the backlog, the newest ping is answered.
+    let pongs = server_frames(&take_wire(&mut s));
+    assert_eq!(pongs.last().unwrap().1, 99_999u32.to_be_bytes());
+    assert!(pongs.len() <= PONG_BACKLOG / 6 + 2, "{}", pongs.len());
+    // A later ping is answered at once again.
+    let _ = events(&mut s, &frame(0x89, b"x"));
+    assert_eq!(server_frames(&take_wire(&mut s)), [(0x8A, b"x".to_vec())]);
 }

@@ -1,0 +1,222 @@
+//! The process-wide budget for bytes held on clients' behalf.
+//!
+//! Every WebSocket session keeps an [`Account`] of what it holds for its peer: decoded
+//! messages waiting for the app, the message being received (decompressed so far) and input
+//! read but not decoded yet. The accounts add up to [`BufferBudget::used`]. A session asks its
+//! account for [`Account::room`] before it decodes more:
+//!
+//! - below three quarters of the limit (the *soft* mark) anyone may grow;
+//! - between the soft mark and the limit only connections holding less than their fair share
+//!   (the soft mark divided among the connections holding anything) may grow, up to it, so the
+//!   connections holding the most stop reading first while small ones keep being served;
+//! - at the limit nobody grows until apps drain their queues.
+//!
+//! A session that got no room stops reading its socket (TCP then pushes back on the client)
+//! and registers with [`Account::wait`]; it is woken when the total falls below the soft mark.
+//! Grants are checked, not reserved, so two threads may each take the same room at once: the
+//! total can pass the limit by at most one decoding step per worker thread.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
+
+/// The shared budget (one per server).
+#[derive(Debug)]
+pub(crate) struct BufferBudget {
+    limit: usize,
+    used: AtomicUsize,
+    /// Accounts holding more than nothing: the fair share divides among them.
+    holders: AtomicUsize,
+    /// Sessions that found no room, to wake when the total falls below the soft mark.
+    waiters: Mutex<Vec<Waker>>,
+    /// Whether `waiters` is non-empty (checked without the lock on every release).
+    waiting: AtomicBool,
+}
+
+impl BufferBudget {
+    /// A budget of `limit` bytes; zero means unlimited.
+    pub(crate) fn new(limit: usize) -> Arc<Self> {
+        Arc::new(BufferBudget {
+            limit: if limit == 0 { usize::MAX } else { limit },
+            used: AtomicUsize::new(0),
+            holders: AtomicUsize::new(0),
+            waiters: Mutex::new(Vec::new()),
+            waiting: AtomicBool::new(false),
+        })
+    }
+
+    /// Bytes held on clients' behalf right now, over all connections.
+    pub(crate) fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn soft(&self) -> usize {
+        self.limit / 4 * 3
+    }
+
+    /// How many more bytes a connection that holds `held` may take now.
+    fn room(&self, held: usize) -> usize {
+        let used = self.used();
+        if used < self.soft() {
+            return self.limit - used;
+        }
+        if used >= self.limit {
+            return 0;
+        }
+        let share = self.soft() / self.holders.load(Ordering::Relaxed).max(1);
+        share.saturating_sub(held).min(self.limit - used)
+    }
+
+    fn wake_waiters(&self) {
+        let waiters = {
+            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+            self.waiting.store(false, Ordering::Relaxed);
+            std::mem::take(&mut *w)
+        };
+        waiters.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// What one connection holds, kept in the shared total. Dropping it releases everything.
+#[derive(Debug)]
+pub(crate) struct Account {
+    budget: Arc<BufferBudget>,
+    held: usize,
+}
+
+impl Account {
+    pub(crate) fn new(budget: Arc<BufferBudget>) -> Self {
+        Account { budget, held: 0 }
+    }
+
+    /// The connection now holds `n` bytes.
+    pub(crate) fn set(&mut self, n: usize) {
+        let old = std::mem::replace(&mut self.held, n);
+        let b = &*self.budget;
+        match (old, n) {
+            (0, 0) => return,
+            (0, _) => {
+                b.holders.fetch_add(1, Ordering::Relaxed);
+            }
+            (_, 0) => {
+                b.holders.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        if n >= old {
+            b.used.fetch_add(n - old, Ordering::Relaxed);
+            return;
+        }
+        let before = b.used.fetch_sub(old - n, Ordering::Relaxed);
+        let after = before - (old - n);
+        if after < b.soft() && b.waiting.load(Ordering::Relaxed) {
+            b.wake_waiters();
+        }
+    }
+
+    /// How many more bytes this connection may take now (see the module docs).
+    pub(crate) fn room(&self) -> usize {
+        self.budget.room(self.held)
+    }
+
+    /// Wake `cx`'s task once the total falls below the soft mark (call after `room` said 0).
+    pub(crate) fn wait(&self, cx: &Context<'_>) {
+        let b = &*self.budget;
+        let mut w = b.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        if !w.iter().any(|x| x.will_wake(cx.waker())) {
+            w.push(cx.waker().clone());
+        }
+        b.waiting.store(true, Ordering::Relaxed);
+        drop(w);
+        // The total may have fallen between `room` and the registration.
+        if b.used() < b.soft() {
+            b.wake_waiters();
+        }
+    }
+}
+
+impl Drop for Account {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    #[test]
+    fn accounts_add_up_and_release_on_drop() {
+        let b = BufferBudget::new(1000);
+        let mut a = Account::new(b.clone());
+        let mut c = Account::new(b.clone());
+        a.set(300);
+        c.set(100);
+        assert_eq!(b.used(), 400);
+        a.set(50);
+        assert_eq!(b.used(), 150);
+        drop(c);
+        assert_eq!(b.used(), 50);
+        a.set(0);
+        assert_eq!((b.used(), b.holders.load(Ordering::Relaxed)), (0, 0));
+    }
+
+    #[test]
+    fn past_the_soft_mark_only_small_holders_grow() {
+        let b = BufferBudget::new(1000); // soft mark 750
+        let mut big = Account::new(b.clone());
+        let mut small = Account::new(b.clone());
+        assert_eq!(big.room(), 1000);
+        big.set(700);
+        small.set(10);
+        // 710 used, below the soft mark: anyone may take the rest.
+        assert_eq!(small.room(), 290);
+        big.set(740);
+        // 750 used: the fair share is 750 / 2 = 375.
+        assert_eq!(big.room(), 0);
+        assert_eq!(small.room(), 250); // min(375 - 10, 1000 - 750)
+        small.set(200);
+        assert_eq!(small.room(), 60); // min(375 - 200, 1000 - 940)
+        small.set(260);
+        assert_eq!(b.used(), 1000);
+        assert_eq!(small.room(), 0, "at the limit nobody grows");
+    }
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn waiters_wake_when_the_total_falls_below_the_soft_mark() {
+        let b = BufferBudget::new(1000);
+        let mut big = Account::new(b.clone());
+        let waiter = Account::new(b.clone());
+        big.set(1000);
+        assert_eq!(waiter.room(), 0);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        waiter.wait(&Context::from_waker(&waker));
+        big.set(800); // still above the soft mark
+        assert_eq!(count.0.load(Ordering::SeqCst), 0);
+        big.set(100);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(waiter.room() > 0);
+        // Registering when there is room already wakes at once.
+        waiter.wait(&Context::from_waker(&waker));
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn zero_means_unlimited() {
+        let b = BufferBudget::new(0);
+        let mut a = Account::new(b);
+        a.set(usize::MAX / 2);
+        assert!(a.room() > 0);
+    }
+}
