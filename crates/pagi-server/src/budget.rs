@@ -5,10 +5,11 @@
 //! read but not decoded yet. The accounts add up to [`BufferBudget::used`]. A session asks its
 //! account for [`Account::room`] before it decodes more:
 //!
-//! - below three quarters of the limit (the *soft* mark) anyone may grow;
-//! - between the soft mark and the limit only connections holding less than their fair share
-//!   (the soft mark divided among the connections holding anything) may grow, up to it, so the
-//!   connections holding the most stop reading first while small ones keep being served;
+//! - up to three quarters of the limit (the *soft* mark) anyone may grow;
+//! - past it only connections holding less than a small share may grow, up to it: the soft
+//!   mark divided among the connections holding anything, and at most [`SMALL_SHARE`]. The
+//!   connections holding the most stop reading first, and the band between the soft mark and
+//!   the limit stays for clients with little in flight, which keep being served;
 //! - at the limit nobody grows until apps drain their queues.
 //!
 //! A session that got no room stops reading its socket (TCP then pushes back on the client)
@@ -19,6 +20,10 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
+
+/// The most a connection may hold and still grow once the total is past the
+/// soft mark: enough for ordinary messages in flight.
+pub(crate) const SMALL_SHARE: usize = 64 * 1024;
 
 /// The shared budget (one per server).
 #[derive(Debug)]
@@ -54,17 +59,20 @@ impl BufferBudget {
         self.limit / 4 * 3
     }
 
-    /// How many more bytes a connection that holds `held` may take now.
+    /// How many more bytes a connection that holds `held` may take now: up
+    /// to the soft mark for anyone, and up to its small share for a
+    /// connection holding less, but never past the limit.
     fn room(&self, held: usize) -> usize {
         let used = self.used();
-        if used < self.soft() {
-            return self.limit - used;
-        }
         if used >= self.limit {
             return 0;
         }
-        let share = self.soft() / self.holders.load(Ordering::Relaxed).max(1);
-        share.saturating_sub(held).min(self.limit - used)
+        let holders = self.holders.load(Ordering::Relaxed).max(1);
+        let share = (self.soft() / holders).min(SMALL_SHARE);
+        let below_soft = self.soft().saturating_sub(used);
+        below_soft
+            .max(share.saturating_sub(held))
+            .min(self.limit - used)
     }
 
     fn wake_waiters(&self) {
@@ -165,23 +173,29 @@ mod tests {
 
     #[test]
     fn past_the_soft_mark_only_small_holders_grow() {
-        let b = BufferBudget::new(1000); // soft mark 750
+        let b = BufferBudget::new(1 << 20); // soft mark 768 KiB
         let mut big = Account::new(b.clone());
         let mut small = Account::new(b.clone());
-        assert_eq!(big.room(), 1000);
-        big.set(700);
-        small.set(10);
-        // 710 used, below the soft mark: anyone may take the rest.
-        assert_eq!(small.room(), 290);
-        big.set(740);
-        // 750 used: the fair share is 750 / 2 = 375.
+        assert_eq!(big.room(), 768 << 10, "up to the soft mark");
+        big.set(700 << 10);
+        small.set(10 << 10);
+        // Below the soft mark: anyone may take up to it; a small holder
+        // may take up to its share.
+        assert_eq!(big.room(), 58 << 10);
+        assert_eq!(small.room(), 58 << 10);
+        big.set(800 << 10);
+        // Past the soft mark the big one stops, the small one grows to its
+        // share (64 KiB here: 768 KiB / 2 is more).
         assert_eq!(big.room(), 0);
-        assert_eq!(small.room(), 250); // min(375 - 10, 1000 - 750)
-        small.set(200);
-        assert_eq!(small.room(), 60); // min(375 - 200, 1000 - 940)
-        small.set(260);
-        assert_eq!(b.used(), 1000);
-        assert_eq!(small.room(), 0, "at the limit nobody grows");
+        assert_eq!(small.room(), 54 << 10);
+        small.set(64 << 10);
+        assert_eq!(small.room(), 0);
+        // A newcomer still gets its share: 768 KiB / 3, at most 64 KiB.
+        let newcomer = Account::new(b.clone());
+        assert_eq!(newcomer.room(), 64 << 10);
+        // Never past the limit.
+        big.set(1000 << 10);
+        assert_eq!(newcomer.room(), 0, "at the limit nobody grows");
     }
 
     #[derive(Default)]

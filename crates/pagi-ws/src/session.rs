@@ -290,10 +290,11 @@ impl Session {
         self.read_budget
     }
 
-    /// Payload bytes held for the message being received (decompressed so far): memory the
-    /// session keeps on the peer's behalf until the message completes.
+    /// Bytes of memory held for the message being received (its buffer, decompressed so far):
+    /// what the session keeps on the peer's behalf until the message completes. Grows with the
+    /// bytes that arrive (at most about twice them), never with a frame's announced length.
     pub fn partial_len(&self) -> usize {
-        self.msg_len
+        self.binary.capacity() + self.text.capacity()
     }
 
     /// Decode from `input` (the server's read buffer; consumed bytes are removed from it).
@@ -834,7 +835,9 @@ impl Session {
     pub fn advance(&mut self, n: usize) {
         self.out.advance(n);
         // Written bytes count as pongs written: an upper bound on what the socket took of them.
-        let left = (self.pong_backlog as usize).saturating_sub(n).min(self.out.len());
+        let left = (self.pong_backlog as usize)
+            .saturating_sub(n)
+            .min(self.out.len());
         self.pong_backlog = left as u32;
         if left < PONG_BACKLOG && self.phase == Phase::Open {
             self.flush_pending_pong();

@@ -62,6 +62,11 @@ impl Utf8Acc {
         self.text.len() + usize::from(self.pending_len)
     }
 
+    /// Bytes of memory the accumulated text holds.
+    pub(crate) fn capacity(&self) -> usize {
+        self.text.capacity()
+    }
+
     /// Validate and append `chunk`. A trailing incomplete sequence is kept for the next call.
     pub(crate) fn push(&mut self, mut chunk: &[u8]) -> Result<(), InvalidUtf8> {
         if self.pending_len > 0 {

@@ -878,7 +878,10 @@ mod tests {
         spare.reserve(8);
         inner.reset(spare);
         assert!(inner.head.is_none() && inner.frames.is_empty() && inner.keepalive.is_none());
-        assert_eq!((inner.progress, inner.link), (Progress::NotStarted, Link::Open));
+        assert_eq!(
+            (inner.progress, inner.link),
+            (Progress::NotStarted, Link::Open)
+        );
         assert!(inner.idle_limit.is_none() && inner.last_send.is_none());
         assert_eq!((inner.frames.bytes(), inner.keepalive_gen), (0, 0));
         assert!(inner.spare_headers.is_some_and(|m| m.capacity() >= 8));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use pagi_ws::{Event, Session, State};
 use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
@@ -113,7 +113,9 @@ impl Pinger {
                 self.pong_due.get_or_insert(now + t);
             }
         }
-        let next = self.pong_due.map_or(self.next_ping, |d| d.min(self.next_ping));
+        let next = self
+            .pong_due
+            .map_or(self.next_ping, |d| d.min(self.next_ping));
         self.timer.as_mut().reset(next);
         // Register the waker for the new deadline.
         let _ = self.timer.as_mut().poll(cx);
@@ -218,6 +220,8 @@ impl Driver {
             }
             self.close_if_app_finished(inner);
             let (mut progressed, mut gate) = self.parse(inner);
+            // Input read but not decoded counts against the same budgets.
+            let read_room = self.read_room(inner);
             if self.stage == Stage::FailureHeld
                 && (inner.inbound.is_empty() || inner.app_failed.is_some())
             {
@@ -270,7 +274,7 @@ impl Driver {
 
             // Read, unless something above says not to (TCP then pushes back).
             if gate == Gate::Open {
-                match self.read(cx) {
+                match self.read(cx, read_room) {
                     Ok(true) => progressed = true,
                     Ok(false) => {}
                     Err(reason) => {
@@ -319,7 +323,11 @@ impl Driver {
             }
             match gate {
                 Gate::AppQueue => inner.read_paused = true,
-                Gate::Budget => inner.wait_for_budget(cx),
+                // The app taking a message also makes room (its own share).
+                Gate::Budget => {
+                    inner.read_paused = true;
+                    inner.wait_for_budget(cx);
+                }
                 // Come back after the scheduler ran other tasks.
                 Gate::Yield => cx.waker().wake_by_ref(),
                 Gate::Open | Gate::Output => {}
@@ -335,9 +343,28 @@ impl Driver {
         }
     }
 
-    /// One read into the buffer. `Ok(true)` when bytes arrived; `Err` with
-    /// the disconnect reason when the connection ended.
-    fn read(&mut self, cx: &mut Context<'_>) -> Result<bool, &'static str> {
+    /// How much the next read may add: what the app's queue and the
+    /// server's budget have room for (the queue only once it holds
+    /// something, as in `parse`).
+    fn read_room(&self, inner: &Inner) -> usize {
+        let held = inner.inbound.bytes()
+            + self.rbuf.len()
+            + inner.session.as_ref().map_or(0, Session::partial_len);
+        let local = if inner.inbound.is_empty() {
+            usize::MAX
+        } else {
+            self.max_receive_bytes.saturating_sub(held)
+        };
+        local.min(inner.budget_room())
+    }
+
+    /// One read into the buffer, of at most `room` bytes. `Ok(true)` when
+    /// bytes arrived; `Err` with the disconnect reason when the connection
+    /// ended.
+    fn read(&mut self, cx: &mut Context<'_>, room: usize) -> Result<bool, &'static str> {
+        if room == 0 {
+            return Ok(false);
+        }
         match self.stream.poll_read_ready(cx) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(_)) => return Err("read_error"),
@@ -348,11 +375,12 @@ impl Driver {
         } else if self.rbuf.capacity() - self.rbuf.len() < 1024 {
             self.rbuf.reserve(self.read_size);
         }
-        let spare = self.rbuf.capacity() - self.rbuf.len();
+        let spare = (self.rbuf.capacity() - self.rbuf.len()).min(room);
         // `read_buf` goes through tokio's `poll_read`, which treats a short
         // read as "socket drained" and clears the readiness: no extra `recv`
         // that only returns EAGAIN (`try_read_buf` would make one per wake-up).
-        match pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx) {
+        let mut limited = (&mut self.rbuf).limit(spare);
+        match pin!(self.stream.read_buf(&mut limited)).poll(cx) {
             Poll::Ready(Ok(0)) => Err("client_closed"),
             Poll::Ready(Ok(n)) => {
                 if n == spare {
@@ -408,13 +436,23 @@ impl Driver {
             } else {
                 self.max_receive_bytes - queued
             };
-            let grant = self.decode_left.min(room).min(local);
+            // The smallest of the three limits, and what waits on it.
+            let (grant, gate) = [
+                (self.decode_left, Gate::Yield),
+                (room, Gate::Budget),
+                (local, Gate::AppQueue),
+            ]
+            .into_iter()
+            .min_by_key(|(n, _)| *n)
+            .expect("three limits");
             let session = inner.session.as_mut().expect("session");
             session.set_read_budget(grant);
             let event = session.read_event(&mut self.rbuf);
+            let paused = session.read_budget() == 0;
             self.decode_left -= grant - session.read_budget();
             let Some(event) = event else {
-                return (progressed, Gate::Open);
+                // Out of input, or out of budget (then the input waits).
+                return (progressed, if paused { gate } else { Gate::Open });
             };
             progressed = true;
             match event {
