@@ -1,6 +1,7 @@
 """ASGI peer app for bench/run (served by granian and uvicorn).
 
-- HTTP, any path: 200 `hello` (text/plain), keep-alive.
+- HTTP, any path: 200 `hello` (text/plain), keep-alive; a request other than GET has its
+  body read first.
 - WebSocket, any path: echo every text/binary message back unchanged.
 - With TICK_MS=N (N > 0) each WebSocket connection also gets an unsolicited text message
   `server tick #K` every N ms, pushed by a second task running concurrently with the echo
@@ -69,6 +70,12 @@ async def _lifespan(receive, send):
 async def app(scope, receive, send):
     kind = scope["type"]
     if kind == "http":
+        if scope["method"] != "GET":
+            # Read the whole body first (bench/hostile's slow POSTs wait here).
+            while True:
+                msg = await receive()
+                if msg["type"] != "http.request" or not msg.get("more_body"):
+                    break
         await send(HELLO_START)
         await send(HELLO_BODY)
     elif kind == "websocket":

@@ -441,7 +441,9 @@ impl Session {
                 if self.phase == Phase::Closing {
                     return Step::Continue;
                 }
-                if self.pending_pong.is_some() || self.pong_backlog as usize >= PONG_BACKLOG {
+                if let Some(pending) = &mut self.pending_pong {
+                    **pending = payload.clone();
+                } else if self.pong_backlog as usize >= PONG_BACKLOG {
                     self.pending_pong = Some(Box::new(payload.clone()));
                 } else {
                     self.push_pong(&payload);

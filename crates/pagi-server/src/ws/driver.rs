@@ -221,7 +221,15 @@ impl Driver {
             self.close_if_app_finished(inner);
             let (mut progressed, mut gate) = self.parse(inner);
             // Input read but not decoded counts against the same budgets.
-            let read_room = self.read_room(inner);
+            let read_room = match self.read_room(inner) {
+                Ok(room) => room,
+                Err(full) => {
+                    if gate == Gate::Open {
+                        gate = full;
+                    }
+                    0
+                }
+            };
             if self.stage == Stage::FailureHeld
                 && (inner.inbound.is_empty() || inner.app_failed.is_some())
             {
@@ -345,8 +353,8 @@ impl Driver {
 
     /// How much the next read may add: what the app's queue and the
     /// server's budget have room for (the queue only once it holds
-    /// something, as in `parse`).
-    fn read_room(&self, inner: &Inner) -> usize {
+    /// something, as in `parse`); with no room, what waits on it.
+    fn read_room(&self, inner: &Inner) -> Result<usize, Gate> {
         let held = inner.inbound.bytes()
             + self.rbuf.len()
             + inner.session.as_ref().map_or(0, Session::partial_len);
@@ -355,16 +363,17 @@ impl Driver {
         } else {
             self.max_receive_bytes.saturating_sub(held)
         };
-        local.min(inner.budget_room())
+        match (local, inner.budget_room()) {
+            (0, _) => Err(Gate::AppQueue),
+            (_, 0) => Err(Gate::Budget),
+            (local, room) => Ok(local.min(room)),
+        }
     }
 
     /// One read into the buffer, of at most `room` bytes. `Ok(true)` when
     /// bytes arrived; `Err` with the disconnect reason when the connection
     /// ended.
     fn read(&mut self, cx: &mut Context<'_>, room: usize) -> Result<bool, &'static str> {
-        if room == 0 {
-            return Ok(false);
-        }
         match self.stream.poll_read_ready(cx) {
             Poll::Ready(Ok(())) => {}
             Poll::Ready(Err(_)) => return Err("read_error"),
