@@ -16,6 +16,9 @@ pub mod websocket_echo;
 #[path = "07-sse-clock/app.rs"]
 pub mod sse_clock;
 
+#[path = "08-tls-introspection/app.rs"]
+pub mod tls_introspection;
+
 #[path = "18-bidirectional-websocket/app.rs"]
 pub mod bidirectional_websocket;
 
@@ -52,6 +55,11 @@ pub const ALL: &[Example] = &[
         name: "07-sse-clock",
         about: "SSE: a `tick` event every second, `?n=N` of them, then sse.close",
         make: || pagi::app_fn(sse_clock::app),
+    },
+    Example {
+        name: "08-tls-introspection",
+        about: "HTTP: reports the scope's scheme, client and TLS details (or that TLS is off)",
+        make: || pagi::app_fn(tls_introspection::app),
     },
     Example {
         name: "18-bidirectional-websocket",

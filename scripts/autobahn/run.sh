@@ -45,8 +45,8 @@ AGENT=${AB_AGENT:-pagi}
 PY3=${PY3:-python3}
 
 # Only ever talk to this machine.
-case "$URL" in ws://*) ;; *) echo "refusing $URL: only ws:// URLs are supported" >&2; exit 2 ;; esac
-host=$(sed -E 's#^ws://(\[[^]]+\]|[^:/]+).*#\1#' <<<"$URL")
+case "$URL" in ws://*|wss://*) ;; *) echo "refusing $URL: only ws:// and wss:// URLs are supported" >&2; exit 2 ;; esac
+host=$(sed -E 's#^wss?://(\[[^]]+\]|[^:/]+).*#\1#' <<<"$URL")
 case "$host" in
   127.*|localhost|"[::1]") ;;
   *) echo "refusing non-loopback target '$host' (only 127.0.0.0/8, localhost, [::1])" >&2; exit 2 ;;

@@ -1,22 +1,42 @@
 #!/usr/bin/env bash
-# Browser test: headless Chromium (Debian package) runs the seed's session against pagi-server.
-# Installs Chromium and playwright-core when missing. Loopback only, bounded in time.
+# Browser test: headless Chromium (Debian package) runs the seed's session against pagi-server,
+# over ws:// and over wss:// (a throw-away certificate, trusted by its key's hash).
+# Installs Chromium, openssl and playwright-core when missing. Loopback only, bounded in time.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-if ! command -v chromium >/dev/null; then
-  echo "installing Debian's chromium"
+missing=()
+command -v chromium >/dev/null || missing+=(chromium)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian's ${missing[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if [ ! -d "$here/node_modules/playwright-core" ]; then
   (cd "$here" && npm install --no-audit --no-fund --silent)
 fi
-cargo build -q -p pagi-server --manifest-path "$root/Cargo.toml"
+cargo build -q -p pagi-cli --manifest-path "$root/Cargo.toml"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/pagi-server"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; }
+certs=$(mktemp -d)
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$certs"' EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+  -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+  -keyout "$certs/key.pem" -out "$certs/cert.pem" 2>/dev/null
+spki=$(openssl x509 -in "$certs/cert.pem" -pubkey -noout | openssl pkey -pubin -outform der \
+  | openssl dgst -sha256 -binary | base64)
+port=$(free_port)
 "$bin" --app examples/18-bidirectional-websocket --host 127.0.0.1 --port "$port" -q &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+pids+=($!)
+tls_port=$(free_port)
+"$bin" --app examples/18-bidirectional-websocket --host 127.0.0.1 --port "$tls_port" -q \
+  --ssl-cert "$certs/cert.pem" --ssl-key "$certs/key.pem" &
+pids+=($!)
+wait_port "$port"; wait_port "$tls_port"
+echo "== ws://"
 CHROMIUM=$(command -v chromium) timeout 60 node "$here/seed_session.mjs" "ws://127.0.0.1:$port/"
+echo "== wss://"
+CHROMIUM=$(command -v chromium) timeout 60 node "$here/seed_session.mjs" "wss://localhost:$tls_port/" "$spki"

@@ -1,17 +1,22 @@
-// The seed's session in a real browser: open ws://127.0.0.1:PORT/, see
-// `server tick #1`, send `hello`, see `you said: HELLO`, close cleanly.
-// Usage: node seed_session.mjs ws://127.0.0.1:PORT/   (CHROMIUM=/usr/bin/chromium)
+// The seed's session in a real browser: open ws://127.0.0.1:PORT/ (or wss://localhost:PORT/),
+// see `server tick #1`, send `hello`, see `you said: HELLO`, close cleanly.
+// Usage: node seed_session.mjs URL [SPKI_SHA256_BASE64]   (CHROMIUM=/usr/bin/chromium)
+// With wss://, the server's certificate is trusted by its public key's hash (Chromium's
+// --ignore-certificate-errors-spki-list), as a test certificate has no public CA.
 import { chromium } from "playwright-core";
 
 const url = process.argv[2];
-if (!/^ws:\/\/(127\.|localhost)/.test(url ?? "")) {
-  console.error("usage: node seed_session.mjs ws://127.0.0.1:PORT/ (loopback only)");
+const spki = process.argv[3];
+if (!/^wss?:\/\/(127\.|localhost)/.test(url ?? "")) {
+  console.error("usage: node seed_session.mjs ws://127.0.0.1:PORT/|wss://localhost:PORT/ [SPKI] (loopback only)");
   process.exit(2);
 }
+const args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+              "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+if (spki) args.push(`--ignore-certificate-errors-spki-list=${spki}`);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  args,
 });
 let failed = 0;
 try {

@@ -1,9 +1,107 @@
 //! Server configuration: every limit, its default, and what happens at it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use pagi_ws::DeflateConfig;
+
+pub use crate::wire::proxy::{InvalidTrustedProxies, TrustedProxies};
+
+/// One place to accept connections, and whether they speak TLS.
+///
+/// ```
+/// use pagi_server::{Listen, ListenAddr};
+/// let plain = Listen::tcp("127.0.0.1:8080".parse().unwrap());
+/// let unix = Listen {
+///     addr: ListenAddr::Unix { path: "/run/app.sock".into(), mode: Some(0o660) },
+///     tls: None,
+/// };
+/// assert!(plain.tls.is_none() && unix.tls.is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listen {
+    /// The socket.
+    pub addr: ListenAddr,
+    /// TLS for its connections (scopes then say `https`/`wss` and carry the
+    /// `tls` extension).
+    pub tls: Option<TlsConfig>,
+}
+
+impl Listen {
+    /// A cleartext TCP listener.
+    pub fn tcp(addr: SocketAddr) -> Listen {
+        Listen {
+            addr: ListenAddr::Tcp(addr),
+            tls: None,
+        }
+    }
+}
+
+/// Where a listener's socket comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// Bind a TCP address (port 0 picks a free port).
+    Tcp(SocketAddr),
+    /// Bind a Unix socket at `path` (`mode`: its file mode, e.g. `0o660`;
+    /// otherwise the process umask decides). A socket file left by a crashed
+    /// run is replaced; a live one is an error. The file is removed when the
+    /// server stops.
+    Unix {
+        /// The socket file.
+        path: PathBuf,
+        /// File mode to set after binding.
+        mode: Option<u32>,
+    },
+    /// Adopt an already listening socket passed by the service manager
+    /// (systemd socket activation: `LISTEN_FDS`), by its index (0 is fd 3).
+    Inherited(usize),
+}
+
+/// TLS settings of a listener: the certificate and key (PEM files, re-read
+/// by [`crate::ServerHandle::reload_tls`] and on SIGHUP), and client
+/// certificates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The certificate chain, leaf first (`--ssl-cert`).
+    pub cert: PathBuf,
+    /// Its private key: PKCS#8, PKCS#1 or SEC1 (`--ssl-key`).
+    pub key: PathBuf,
+    /// CA certificates that client certificates must chain to (`--ssl-ca`).
+    pub client_ca: Option<PathBuf>,
+    /// Whether to ask for client certificates (`--ssl-client-cert`).
+    pub client_cert: ClientCertMode,
+}
+
+/// Whether TLS clients are asked for a certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClientCertMode {
+    /// Not asked for.
+    #[default]
+    None,
+    /// Asked for; a client without one is served, and one whose certificate
+    /// does not verify against `client_ca` is served too, with the reason in
+    /// the scope's `tls.client_cert_error`.
+    Optional,
+    /// Required: the handshake fails without a certificate that verifies.
+    Required,
+}
+
+/// What to believe about the client when a reverse proxy sits in front.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// Take the client and scheme from `Forwarded` / `X-Forwarded-For` /
+    /// `X-Forwarded-Proto` (`--proxy-headers`), from trusted peers only.
+    pub headers: bool,
+    /// Expect a PROXY protocol header (v1 or v2) at the start of every
+    /// connection from a trusted peer (`--proxy-protocol`); it gives the
+    /// client address. A trusted peer that sends none is refused.
+    pub protocol: bool,
+    /// The peers whose proxy headers and PROXY protocol headers are believed
+    /// (`--forwarded-allow-ips`; default `127.0.0.1`). Anyone else's are
+    /// ignored, never partially applied.
+    pub trusted: TrustedProxies,
+}
 
 /// What to do about the lifespan protocol at startup (`--lifespan`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -35,15 +133,27 @@ pub enum QueuePolicy {
 ///
 /// ```
 /// let config = pagi_server::Config {
-///     bind: "127.0.0.1:0".parse().unwrap(),
+///     listen: vec![pagi_server::Listen::tcp("127.0.0.1:0".parse().unwrap())],
 ///     ..Default::default()
 /// };
 /// assert_eq!(config.ws_write_high_watermark, 64 * 1024);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Address to listen on. Default `127.0.0.1:5000`.
-    pub bind: SocketAddr,
+    /// Where to listen: one or more TCP or Unix sockets, each with or
+    /// without TLS. Default: TCP `127.0.0.1:5000`, cleartext.
+    pub listen: Vec<Listen>,
+    /// The `listen(2)` backlog of TCP listeners. Default 2048.
+    pub backlog: u32,
+    /// Time a TLS client gets to complete its handshake; then the connection
+    /// is closed (logged at debug). Default 10 s.
+    pub tls_handshake_timeout: Duration,
+    /// Reverse-proxy awareness. Default: no proxy headers, no PROXY
+    /// protocol, trusted peers `127.0.0.1`.
+    pub proxy: ProxyConfig,
+    /// The scope's `root_path`: where the app is mounted (`--root-path`).
+    /// Default `""`.
+    pub root_path: String,
     /// Lifespan handling. Default [`LifespanMode::Auto`].
     pub lifespan: LifespanMode,
     /// How long to wait for `lifespan.startup.complete`; zero waits forever.
@@ -135,16 +245,19 @@ pub struct Config {
     /// permessage-deflate policy (RFC 7692). Default on, no server context
     /// takeover (no compressor memory kept between messages).
     pub ws_deflate: DeflateConfig,
-    /// Runtime worker threads; zero means one per core. Default 0.
-    pub workers: usize,
-    /// Suppress informational log lines. Default false.
-    pub quiet: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            bind: SocketAddr::from(([127, 0, 0, 1], 5000)),
+            listen: vec![Listen::tcp(SocketAddr::from(([127, 0, 0, 1], 5000)))],
+            backlog: 2048,
+            tls_handshake_timeout: Duration::from_secs(10),
+            proxy: ProxyConfig {
+                trusted: "127.0.0.1".parse().expect("a valid address"),
+                ..ProxyConfig::default()
+            },
+            root_path: String::new(),
             lifespan: LifespanMode::Auto,
             lifespan_startup_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
@@ -168,8 +281,6 @@ impl Default for Config {
             sse_idle_timeout: None,
             ws_close_timeout: Duration::from_secs(5),
             ws_deflate: DeflateConfig::default(),
-            workers: 0,
-            quiet: false,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 /// Why the server could not start or run.
 pub struct Error {
@@ -11,6 +12,8 @@ pub struct Error {
 enum Kind {
     Io(std::io::Error),
     Bind(SocketAddr, std::io::Error),
+    BindUnix(PathBuf, std::io::Error),
+    Tls(String),
     Startup(String),
 }
 
@@ -25,15 +28,34 @@ impl Error {
         }
     }
 
+    pub(crate) fn bind_unix(path: &Path, e: std::io::Error) -> Self {
+        Error {
+            kind: Kind::BindUnix(path.to_path_buf(), e),
+        }
+    }
+
+    pub(crate) fn tls(message: String) -> Self {
+        Error {
+            kind: Kind::Tls(message),
+        }
+    }
+
     pub(crate) fn startup(message: impl Into<String>) -> Self {
         Error {
             kind: Kind::Startup(message.into()),
         }
     }
 
-    /// Whether the listen address was already in use.
+    /// Whether the listen address (or Unix socket path) was already in use.
     pub fn is_addr_in_use(&self) -> bool {
-        matches!(&self.kind, Kind::Bind(_, e) if e.kind() == std::io::ErrorKind::AddrInUse)
+        matches!(&self.kind, Kind::Bind(_, e) | Kind::BindUnix(_, e)
+            if e.kind() == std::io::ErrorKind::AddrInUse)
+    }
+
+    /// Whether the TLS certificate, key or CA could not be used (missing or
+    /// unreadable file, not PEM, a key that does not match).
+    pub fn is_tls(&self) -> bool {
+        matches!(self.kind, Kind::Tls(_))
     }
 
     /// Whether lifespan startup failed (the app sent `lifespan.startup.failed`,
@@ -56,6 +78,10 @@ impl fmt::Display for Error {
                 }
                 _ => write!(f, "cannot listen on {addr}: {e}"),
             },
+            Kind::BindUnix(path, e) => {
+                write!(f, "cannot listen on Unix socket {}: {e}", path.display())
+            }
+            Kind::Tls(m) => write!(f, "TLS: {m}"),
             Kind::Startup(m) => write!(f, "Lifespan startup failed: {m}"),
         }
     }
@@ -70,8 +96,8 @@ impl fmt::Debug for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
-            Kind::Io(e) | Kind::Bind(_, e) => Some(e),
-            Kind::Startup(_) => None,
+            Kind::Io(e) | Kind::Bind(_, e) | Kind::BindUnix(_, e) => Some(e),
+            Kind::Tls(_) | Kind::Startup(_) => None,
         }
     }
 }

@@ -1,38 +1,58 @@
 //! # pagi-server
 //!
-//! The PAGI server for Rust: runs a [`pagi::App`] over HTTP/1.1 and
-//! WebSocket, with the lifespan protocol and graceful shutdown.
+//! The PAGI server for Rust: runs a [`pagi::App`] over HTTP/1.1, WebSocket
+//! and Server-Sent Events, with the lifespan protocol and graceful
+//! shutdown, on TCP and Unix sockets, with or without TLS, behind a proxy or
+//! not. This crate is the server as a library; the `pagi-server` command
+//! line is the `pagi-cli` crate.
 //!
-//! How a connection flows (see `docs/architecture.md`): [`Server`] accepts
-//! a TCP stream and hands it to hyper's HTTP/1.1 connection; each request
-//! becomes either an `http` exchange (the app is driven inside hyper's task,
-//! its sends become response frames) or a WebSocket upgrade (the app decides
+//! How a connection flows (see `docs/architecture.md`): a listener
+//! (`listener/`) accepts a stream, which `conn.rs` takes through its PROXY
+//! header and TLS handshake when its listener wants them and hands to
+//! hyper's HTTP/1.1 connection; each request becomes either an `http`
+//! exchange (`http/`: the app is driven inside hyper's task, its sends
+//! become response frames) or a WebSocket upgrade (`ws/`: the app decides
 //! accept/reject, then one task runs the app next to a socket driver built
-//! on the sans-IO `pagi_ws::Session`).
-//!
-//! The [`cli`] module is the `pagi-server` command line as a library, so
-//! your own binary gets the same flags around your own app:
+//! on the sans-IO `pagi_ws::Session`). `wire/` holds the pure translations
+//! between the wire and PAGI; `ctx.rs` what every connection shares.
 //!
 //! ```no_run
+//! # async fn demo() -> Result<(), pagi_server::Error> {
 //! async fn app(scope: pagi::Scope, _: pagi::Receiver, _: pagi::Sender) -> Result<(), pagi::BoxError> {
 //!     Err(pagi::unsupported_scope(&scope))
 //! }
-//! fn main() -> std::process::ExitCode {
-//!     pagi_server::cli::run(pagi::app_fn(app))
-//! }
+//! let config = pagi_server::Config {
+//!     listen: vec![pagi_server::Listen::tcp("127.0.0.1:8000".parse().unwrap())],
+//!     ..Default::default()
+//! };
+//! pagi_server::Server::bind(config, pagi::app_fn(app)).await?.run().await
+//! # }
 //! ```
 
 mod app_poll;
 mod budget;
-pub mod cli;
 mod config;
+mod conn;
+mod ctx;
 mod error;
 mod http;
 mod lifespan;
+mod listener;
 mod server;
 mod when_woken;
+mod wire;
 mod ws;
 
-pub use config::{Config, DeflateConfig, LifespanMode, QueuePolicy};
+pub use config::{
+    ClientCertMode, Config, DeflateConfig, InvalidTrustedProxies, LifespanMode, Listen, ListenAddr,
+    ProxyConfig, QueuePolicy, TlsConfig, TrustedProxies,
+};
 pub use error::Error;
 pub use server::{Server, ServerHandle};
+
+/// How many listening sockets the service manager passed to this process
+/// (systemd socket activation: `LISTEN_FDS` for this `LISTEN_PID`); use them
+/// as [`ListenAddr::Inherited`]`(0..n)`.
+pub fn inherited_sockets() -> usize {
+    listener::inherited_count()
+}

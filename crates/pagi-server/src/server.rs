@@ -1,102 +1,47 @@
-//! The listener, the accept loop, per-connection tasks, and graceful
-//! shutdown as architecture: one watch channel tells every connection the
-//! server is draining, and a live-connection count tells the server when
-//! they are all gone.
+//! The server: lifespan startup, then the listeners, one accept loop each,
+//! and graceful shutdown as architecture: one watch channel tells every
+//! connection (and every accept loop) the server is draining, and a
+//! live-connection count tells the server when they are all gone.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use pagi::{SharedApp, State};
+use pagi::{ServerAddr, SharedApp};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 use crate::budget::BufferBudget;
+use crate::ctx::{Ctx, Live, Phase};
 use crate::lifespan::Lifespan;
-use crate::when_woken::WhenWoken;
+use crate::listener::{tls::Acceptor, Listener, Stream};
 use crate::{Config, Error};
 
-/// Where the server is in its life; connections watch it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Phase {
-    Running,
-    /// Stop accepting; close idle keep-alives; send WebSockets Close 1001.
-    Draining,
-    /// The shutdown timeout ran out: drop whatever is left.
-    Stopped,
-}
-
-/// Everything a connection needs, shared by all of them.
-pub(crate) struct Ctx {
-    pub(crate) app: SharedApp,
-    pub(crate) config: Config,
-    pub(crate) state: Option<State>,
-    pub(crate) local: SocketAddr,
-    pub(crate) phase: watch::Receiver<Phase>,
-    pub(crate) live: Arc<Live>,
-    /// Bytes held on clients' behalf, process-wide (`max_buffered_bytes`).
-    pub(crate) budget: Arc<BufferBudget>,
-}
-
-/// The count of live connections (including apps still running after
-/// their connection closed).
-#[derive(Default)]
-pub(crate) struct Live {
-    count: AtomicUsize,
-    zero: Notify,
-}
-
-impl Live {
-    pub(crate) fn guard(self: &Arc<Self>) -> LiveGuard {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        LiveGuard(self.clone())
-    }
-
-    pub(crate) fn count(&self) -> usize {
-        self.count.load(Ordering::SeqCst)
-    }
-
-    async fn wait_zero(&self) {
-        loop {
-            let notified = self.zero.notified();
-            if self.count() == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// Counts one live connection or app until dropped.
-pub(crate) struct LiveGuard(Arc<Live>);
-
-impl Drop for LiveGuard {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.zero.notify_waiters();
-        }
-    }
-}
-
-/// A handle to a running server: its address, its live-connection count,
-/// and a way to start a graceful shutdown.
+/// A handle to a running server: where it listens, its live-connection
+/// count, certificate reload, and a way to start a graceful shutdown.
 #[derive(Clone)]
 pub struct ServerHandle {
-    local: SocketAddr,
+    addrs: Arc<[ServerAddr]>,
     live: Arc<Live>,
     phase: Arc<watch::Sender<Phase>>,
     budget: Arc<BufferBudget>,
+    tls: Arc<[Acceptor]>,
 }
 
 impl ServerHandle {
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
+    /// The first TCP listener's address, if there is one (with port 0 in
+    /// the config, the port the system picked).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addrs.iter().find_map(|a| match a {
+            ServerAddr::Tcp(sa) => Some(*sa),
+            ServerAddr::Unix(_) => None,
+        })
+    }
+
+    /// Every listener's address, in the order of `Config::listen`.
+    pub fn listen_addrs(&self) -> &[ServerAddr] {
+        &self.addrs
     }
 
     /// Connections (and their apps) currently alive.
@@ -110,6 +55,22 @@ impl ServerHandle {
     /// [`crate::Config::max_buffered_bytes`]).
     pub fn buffered_bytes(&self) -> usize {
         self.budget.used()
+    }
+
+    /// Read every TLS listener's certificate, key and CA files again, as
+    /// SIGHUP does: new handshakes use them, open connections are not
+    /// touched. A listener whose files do not load keeps its old
+    /// certificate; the first such error is returned.
+    pub fn reload_tls(&self) -> Result<(), Error> {
+        let mut first = Ok(());
+        for acceptor in self.tls.iter() {
+            if let Err(e) = acceptor.reload() {
+                if first.is_ok() {
+                    first = Err(e);
+                }
+            }
+        }
+        first
     }
 
     /// Begin a graceful shutdown, as SIGTERM does.
@@ -132,47 +93,53 @@ impl ServerHandle {
 ///     Ok(())
 /// }
 /// let server = pagi_server::Server::bind(pagi_server::Config::default(), pagi::app_fn(app)).await?;
-/// println!("listening on {}", server.handle().local_addr());
+/// println!("listening on {:?}", server.handle().listen_addrs());
 /// server.run().await
 /// # }
 /// ```
 pub struct Server {
-    listener: TcpListener,
+    listeners: Vec<Listener>,
     ctx: Arc<Ctx>,
     lifespan: Option<Lifespan>,
     handle: ServerHandle,
 }
 
 impl Server {
-    /// Run the lifespan startup, then bind `config.bind`. Fails if the app
-    /// sends `lifespan.startup.failed` (before any port is bound) or the
-    /// address cannot be bound.
+    /// Run the lifespan startup, then bind every listener of
+    /// `config.listen` (loading their TLS files). Fails if the app sends
+    /// `lifespan.startup.failed` (before anything is bound), if an address
+    /// cannot be bound, or if a certificate or key cannot be used.
     pub async fn bind(config: Config, app: SharedApp) -> Result<Server, Error> {
         let lifespan = crate::lifespan::startup(&app, &config).await?;
-        let listener = bind_listener(config.bind)?;
-        let local = listener.local_addr().map_err(Error::io)?;
+        let mut inherited = listenfd::ListenFd::from_env();
+        let listeners = config
+            .listen
+            .iter()
+            .map(|l| Listener::bind(l, config.backlog, &mut inherited))
+            .collect::<Result<Vec<_>, _>>()?;
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let live = Arc::new(Live::default());
         let budget = BufferBudget::new(config.max_buffered_bytes);
+        let handle = ServerHandle {
+            addrs: listeners.iter().map(|l| l.local.clone()).collect(),
+            live: live.clone(),
+            phase: Arc::new(phase_tx),
+            budget: budget.clone(),
+            tls: listeners.iter().filter_map(|l| l.tls.clone()).collect(),
+        };
         let ctx = Arc::new(Ctx {
             app,
             state: lifespan.as_ref().map(Lifespan::state_snapshot),
             config,
-            local,
             phase: phase_rx,
-            live: live.clone(),
-            budget: budget.clone(),
+            live,
+            budget,
         });
         Ok(Server {
-            listener,
+            listeners,
             ctx,
             lifespan,
-            handle: ServerHandle {
-                local,
-                live,
-                phase: Arc::new(phase_tx),
-                budget,
-            },
+            handle,
         })
     }
 
@@ -183,40 +150,42 @@ impl Server {
 
     /// Serve until SIGINT/SIGTERM (or [`ServerHandle::shutdown`]), then
     /// drain: stop accepting, close WebSockets with 1001, give apps
-    /// `shutdown_timeout` to finish, run `lifespan.shutdown`.
+    /// `shutdown_timeout` to finish, run `lifespan.shutdown`. SIGHUP
+    /// reloads the TLS certificates. Tells systemd `READY=1` once serving
+    /// and `STOPPING=1` when the drain starts (when `NOTIFY_SOCKET` is set).
     pub async fn run(self) -> Result<(), Error> {
-        self.run_until(shutdown_signal()).await
+        let reload = tokio::spawn(reload_on_sighup(self.handle.clone()));
+        let result = self.run_until(shutdown_signal()).await;
+        reload.abort();
+        result
     }
 
-    /// Like [`Server::run`], with a custom shutdown trigger instead of signals.
+    /// Like [`Server::run`], with a custom shutdown trigger instead of
+    /// signals.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> Result<(), Error> {
         let Server {
-            listener,
+            listeners,
             ctx,
             lifespan,
             handle,
         } = self;
+        let loops: Vec<_> = listeners
+            .into_iter()
+            .map(|l| tokio::spawn(accept_loop(l, ctx.clone())))
+            .collect();
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         let mut phase = handle.phase.subscribe();
-        tokio::pin!(signal);
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => accept(stream, peer, &ctx),
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!("Accept error: {e} - pausing accept for 100ms");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
-                () = &mut signal => break,
-                // Drop the watch `Ref` (not `Send`) at once: the select's
-                // output lives across the sleep above, and `run` must stay
-                // spawnable on a multi-thread runtime.
-                _ = async { phase.wait_for(|p| *p != Phase::Running).await.map(drop) } => break,
-            }
+        tokio::select! {
+            () = signal => {}
+            _ = phase.wait_for(|p| *p != Phase::Running) => {}
         }
-        drop(listener);
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         handle.phase.send_replace(Phase::Draining);
+        // The accept loops end, dropping their listeners (Unix socket files
+        // are removed).
+        for l in loops {
+            let _ = l.await;
+        }
         let timeout = ctx.config.shutdown_timeout;
         if tokio::time::timeout(timeout, ctx.live.wait_zero())
             .await
@@ -236,143 +205,84 @@ impl Server {
     }
 }
 
-fn bind_listener(addr: SocketAddr) -> Result<TcpListener, Error> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()
-    } else {
-        tokio::net::TcpSocket::new_v6()
+/// Accept until the server drains.
+async fn accept_loop(listener: Listener, ctx: Arc<Ctx>) {
+    let mut phase = ctx.phase.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => admit(stream, peer, &listener, &ctx),
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("Accept error: {e} - pausing accept for 100ms");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            // The watch `Ref` (not `Send`) is dropped at once, so that this
+            // task stays spawnable.
+            _ = async { phase.wait_for(|p| *p != Phase::Running).await.map(drop) } => return,
+        }
     }
-    .map_err(Error::io)?;
-    socket.set_reuseaddr(true).map_err(Error::io)?;
-    socket.bind(addr).map_err(|e| Error::bind(addr, e))?;
-    socket.listen(2048).map_err(|e| Error::bind(addr, e))
 }
 
-fn accept(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Ctx>) {
-    let _ = stream.set_nodelay(true);
+fn admit(stream: Stream, peer: Option<SocketAddr>, listener: &Listener, ctx: &Arc<Ctx>) {
     if ctx.live.count() >= ctx.config.max_connections {
         tracing::warn!(
             "Connection rejected: at capacity ({}/{})",
             ctx.live.count(),
             ctx.config.max_connections
         );
-        tokio::spawn(reject_busy(stream));
+        // A TLS client would not understand a plain-text 503: just close.
+        if listener.tls.is_none() {
+            tokio::spawn(reject_busy(stream));
+        }
         return;
     }
     let guard = ctx.live.guard();
-    tokio::spawn(serve_connection(stream, peer, ctx.clone(), guard));
+    tokio::spawn(crate::conn::serve(
+        stream,
+        peer,
+        listener.local.clone(),
+        listener.tls.clone(),
+        ctx.clone(),
+        guard,
+    ));
 }
 
-async fn reject_busy(mut stream: TcpStream) {
+async fn reject_busy(mut stream: Stream) {
     let msg = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nretry-after: 5\r\ncontent-length: 20\r\nconnection: close\r\n\r\nService Unavailable\n";
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(msg)).await;
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, ctx: Arc<Ctx>, _live: LiveGuard) {
-    let mut phase = ctx.phase.clone();
-    let activity = Arc::new(Activity::default());
-    let service = crate::http::Service {
-        ctx: ctx.clone(),
-        peer,
-        activity: activity.clone(),
-        last: Default::default(),
-    };
-    let conn = http1::Builder::new()
-        .max_buf_size(ctx.config.max_header_size.max(8192))
-        .max_headers(ctx.config.max_header_count)
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    // The watchdog (instead of hyper's per-request header timer, which
-    // costs a timer per request): a connection that neither completed nor
-    // was serving a request for a whole period is closed. That bounds idle
-    // keep-alive connections and slow request heads alike (period..2x).
-    let period = ctx.config.header_read_timeout;
-    let watchdog = tokio::time::sleep(period.unwrap_or(Duration::from_secs(3600)));
-    tokio::pin!(watchdog);
-    let mut watchdog = WhenWoken::new(watchdog);
-    {
-        // Polled on every wake-up of this task (at least once per request):
-        // wrapped, like the watchdog, so that it costs an atomic swap
-        // instead of the watch channel's lock.
-        let draining = async { phase.wait_for(|p| *p >= Phase::Draining).await.map(drop) };
-        tokio::pin!(draining);
-        let mut draining = WhenWoken::new(draining);
-        let mut seen = 0;
-        loop {
-            tokio::select! {
-                biased;
-                res = conn.as_mut() => return log_conn_end(peer, res),
-                _ = &mut draining => break,
-                () = &mut watchdog, if period.is_some() => {
-                    let started = activity.started.load(Ordering::Relaxed);
-                    if started == seen && activity.in_flight.load(Ordering::Relaxed) == 0 {
-                        tracing::debug!("connection {peer}: no request for {period:?}, closing");
-                        return;
-                    }
-                    seen = started;
-                    let next = tokio::time::Instant::now() + period.unwrap_or_default();
-                    watchdog.update(|sleep| sleep.as_mut().reset(next));
-                }
-            }
-        }
-    }
-    // Draining: finish the request in flight, then close (no keep-alive).
-    conn.as_mut().graceful_shutdown();
-    tokio::select! {
-        res = conn.as_mut() => log_conn_end(peer, res),
-        _ = phase.wait_for(|p| *p == Phase::Stopped) => {}
-    }
-}
-
-/// Requests on one HTTP connection, for its watchdog.
-#[derive(Default)]
-pub(crate) struct Activity {
-    started: AtomicU64,
-    in_flight: AtomicUsize,
-}
-
-impl Activity {
-    pub(crate) fn begin(self: &Arc<Self>) -> RequestGuard {
-        self.started.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        RequestGuard(self.clone())
-    }
-}
-
-/// One request in flight (until its response body is done).
-pub(crate) struct RequestGuard(Arc<Activity>);
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-fn log_conn_end(peer: SocketAddr, res: Result<(), hyper::Error>) {
-    if let Err(e) = res {
-        tracing::debug!("connection {peer}: {e}");
-    }
-}
-
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Reload the TLS certificates on every SIGHUP.
+async fn reload_on_sighup(handle: ServerHandle) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        if handle.tls.is_empty() {
+            tracing::info!("SIGHUP: no TLS listener, nothing to reload");
+            continue;
+        }
+        match handle.reload_tls() {
+            Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+            Err(e) => tracing::error!("SIGHUP: {e}; keeping the previous certificate"),
+        }
     }
 }

@@ -25,7 +25,11 @@ async fn server_run_future_is_send_and_runs_on_a_spawned_task() {
     let run = server.run_until(std::future::pending());
     assert_send(&run);
     let task = tokio::spawn(run);
-    let (resp, _) = http_raw(handle.local_addr(), b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let (resp, _) = http_raw(
+        handle.local_addr().unwrap(),
+        b"GET / HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .await;
     assert_eq!(resp.status, 200);
     handle.shutdown();
     within(STEP, "run to finish", task).await.unwrap().unwrap();
@@ -78,7 +82,7 @@ async fn shutdown_closes_idle_keep_alive_connections_promptly() {
     assert!(eof_within(&mut idle, Duration::from_secs(1)).await);
     assert_eq!(handle.live_connections(), 0);
     // No longer accepting.
-    let refused = tokio::net::TcpStream::connect(handle.local_addr()).await;
+    let refused = tokio::net::TcpStream::connect(handle.local_addr().unwrap()).await;
     if let Ok(mut s) = refused {
         // Raced the listener close: at least nothing answers.
         let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;

@@ -56,7 +56,7 @@ pub use scope::{
     WebSocketScope,
 };
 pub use transport::Transport;
-pub use value::{Extensions, Value};
+pub use value::{ExtensionData, Extensions, Value};
 
 /// The PAGI core specification version this crate implements (`scope.pagi.version`).
 pub const PAGI_VERSION: &str = "0.3";

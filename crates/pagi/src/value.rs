@@ -1,7 +1,9 @@
 //! The spec's permitted data types, for extension data.
 
 use bytes::Bytes;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A value of one of PAGI's permitted data types (strings, byte strings,
 /// 64-bit integers, finite floats, absence, lists and maps).
@@ -35,14 +37,19 @@ pub enum Value {
 /// assert!(!ext.contains("fullflush"));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Extensions(Vec<(String, BTreeMap<String, Value>)>);
+pub struct Extensions(Vec<(Cow<'static, str>, Arc<ExtensionData>)>);
+
+/// The data of one extension: a map of the spec's permitted values.
+pub type ExtensionData = BTreeMap<String, Value>;
 
 // A short list sorted by name rather than a `BTreeMap`: a scope has a
 // handful of extensions at most, and dropping an empty map walks the tree
-// (the server drops one empty set per request).
+// (the server drops one empty set per request). The data is shared: a
+// server builds it once per connection (TLS details, say) and every scope
+// on that connection gets it for a reference count.
 impl Extensions {
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+        self.0.binary_search_by(|(n, _)| n.as_ref().cmp(name))
     }
 
     /// Whether the extension `name` is advertised.
@@ -51,12 +58,17 @@ impl Extensions {
     }
 
     /// The data of extension `name`, if advertised.
-    pub fn get(&self, name: &str) -> Option<&BTreeMap<String, Value>> {
-        self.find(name).ok().map(|i| &self.0[i].1)
+    pub fn get(&self, name: &str) -> Option<&ExtensionData> {
+        self.find(name).ok().map(|i| &*self.0[i].1)
     }
 
     /// Advertise extension `name` with `data` (replacing earlier data).
-    pub fn insert(&mut self, name: impl Into<String>, data: BTreeMap<String, Value>) {
+    pub fn insert(&mut self, name: impl Into<Cow<'static, str>>, data: ExtensionData) {
+        self.insert_shared(name, Arc::new(data));
+    }
+
+    /// Advertise extension `name` with data shared with other scopes.
+    pub fn insert_shared(&mut self, name: impl Into<Cow<'static, str>>, data: Arc<ExtensionData>) {
         let name = name.into();
         match self.find(&name) {
             Ok(i) => self.0[i].1 = data,
@@ -66,7 +78,7 @@ impl Extensions {
 
     /// The advertised extension names, sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(n, _)| n.as_str())
+        self.0.iter().map(|(n, _)| n.as_ref())
     }
 }
 

@@ -2,11 +2,11 @@
 //! WebSocket upgrade path or to an `http` exchange with the app.
 
 mod exchange;
-pub(crate) mod scope;
 mod sse;
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -15,12 +15,14 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use hyper::body::Incoming;
-use pagi::{Extensions, HttpScope, PagiInfo, Receiver, Scope, Sender, ServerAddr, State};
+use pagi::{HttpScope, PagiInfo, Receiver, Scope, Sender, State};
 
-pub(crate) use exchange::{header_map, response_head, AppBody};
-use exchange::{AppDriver, Exchange, HttpSource, Outcome};
+use exchange::{AppBody, AppDriver, Exchange, HttpSource, Outcome};
 
-use crate::server::{Ctx, RequestGuard};
+use crate::ctx::{Activity, Ctx, RequestGuard};
+use crate::listener::{ConnInfo, Io};
+use crate::wire::request::{self as scope, RequestHead};
+use crate::wire::{response, sse as sse_wire};
 
 /// Either a canned response or the app's streamed one.
 pub(crate) enum ResponseBody {
@@ -58,21 +60,7 @@ impl http_body::Body for ResponseBody {
 
 /// A short text/plain response the server makes itself.
 pub(crate) fn canned(status: StatusCode, close: bool) -> Response<ResponseBody> {
-    let text = format!("{}\n", status.canonical_reason().unwrap_or("Error"));
-    let mut resp = Response::new(ResponseBody::Canned(Some(Bytes::from(text))));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if close {
-        h.insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
-    }
-    resp
+    response::canned(status, close).map(ResponseBody::Canned)
 }
 
 /// hyper's service for one connection: one call per request.
@@ -80,28 +68,44 @@ pub(crate) fn canned(status: StatusCode, close: bool) -> Response<ResponseBody> 
 /// Written out rather than an `async fn`: the scope and the app are set up
 /// synchronously in `call`, so the future hyper stores and polls holds only
 /// the app driver (not the request, which an `async fn` would copy into
-/// its state first).
-pub(crate) struct Service {
-    pub(crate) ctx: Arc<Ctx>,
-    pub(crate) peer: std::net::SocketAddr,
-    pub(crate) activity: Arc<crate::server::Activity>,
+/// its state first). Generic over the connection's byte stream `I`, which a
+/// WebSocket upgrade takes back from hyper.
+pub(crate) struct Service<I> {
+    ctx: Arc<Ctx>,
+    info: Arc<ConnInfo>,
+    activity: Arc<Activity>,
     /// The previous request's exchange, reused when nothing holds it any
     /// more (see [`Exchange::recycle`]).
-    pub(crate) last: std::cell::Cell<Option<Arc<Exchange>>>,
+    last: std::cell::Cell<Option<Arc<Exchange>>>,
+    io: PhantomData<fn() -> I>,
 }
 
-impl hyper::service::Service<Request<Incoming>> for Service {
+impl<I> Service<I> {
+    pub(crate) fn new(ctx: Arc<Ctx>, info: ConnInfo, activity: Arc<Activity>) -> Self {
+        Service {
+            ctx,
+            info: Arc::new(info),
+            activity,
+            last: Default::default(),
+            io: PhantomData,
+        }
+    }
+}
+
+impl<I: Io> hyper::service::Service<Request<Incoming>> for Service<I> {
     type Response = Response<ResponseBody>;
     type Error = std::convert::Infallible;
     type Future = ResponseFuture;
 
     fn call(&self, req: Request<Incoming>) -> ResponseFuture {
         if crate::ws::is_upgrade_request(&req) {
-            let fut = crate::ws::handle_upgrade(req, self.ctx.clone(), self.peer);
-            return ResponseFuture::Upgrade(Box::pin(fut));
+            let fut = crate::ws::handle_upgrade::<I>(req, self.ctx.clone(), self.info.clone());
+            return ResponseFuture::Upgrade(Box::pin(async move {
+                fut.await.map(ResponseBody::Canned)
+            }));
         }
         let last = self.last.take();
-        match start_app(req, &self.ctx, self.peer, self.activity.begin(), last) {
+        match start_app(req, &self.ctx, &self.info, self.activity.begin(), last) {
             Ok(driver) => {
                 self.last.set(Some(driver.exchange().clone()));
                 ResponseFuture::App(Some(driver))
@@ -179,25 +183,27 @@ fn no_response(ex: &Exchange, result: Result<(), pagi::BoxError>) -> Response<Re
 fn start_app(
     req: Request<Incoming>,
     ctx: &Arc<Ctx>,
-    peer: std::net::SocketAddr,
+    info: &ConnInfo,
     request: RequestGuard,
     last: Option<Arc<Exchange>>,
 ) -> Result<AppDriver, Option<Arc<Exchange>>> {
     let (mut parts, body) = req.into_parts();
-    let limit = ctx.config.max_body_size;
+    let cfg = &ctx.config;
+    let limit = cfg.max_body_size;
     // hyper already parsed Content-Length into the body's exact size.
     let declared = http_body::Body::size_hint(&body).exact();
     if limit > 0 && declared.is_some_and(|n| n > limit) {
         return Err(last);
     }
-    let head = scope::request_head(&parts);
-    let sse = sse::wants_event_stream(&head.headers);
+    let head: RequestHead = scope::request_head(&parts);
+    let sse = sse_wire::wants_event_stream(&head.headers);
+    let (client, secure) = info.identity(&head.headers, &cfg.proxy);
     let mut spare_headers = std::mem::take(&mut parts.headers);
     spare_headers.clear();
     let ex = Exchange::recycle(
         last,
-        ctx.config.ws_write_high_watermark,
-        ctx.config.ws_write_low_watermark,
+        cfg.ws_write_high_watermark,
+        cfg.ws_write_low_watermark,
         if sse { "sse" } else { "http" },
         spare_headers,
     );
@@ -207,16 +213,16 @@ fn start_app(
         pagi: PagiInfo::default(),
         http_version: head.http_version,
         method: method_name(&parts.method),
-        scheme: Cow::Borrowed("http"),
+        scheme: Cow::Borrowed(if secure { "https" } else { "http" }),
         path: head.path,
         raw_path: head.raw_path,
         query_string: head.query_string,
-        root_path: String::new(),
+        root_path: cfg.root_path.clone(),
         headers: head.headers,
-        client: Some(peer),
-        server: Some(ServerAddr::Tcp(ctx.local)),
+        client,
+        server: Some(info.local.clone()),
         state: ctx.state.clone(),
-        extensions: Extensions::default(),
+        extensions: info.extensions(),
         connection: ex.conn.clone(),
         transport: Some(ex.transport.clone()),
         custom: State::default(),
@@ -228,11 +234,11 @@ fn start_app(
         read: 0,
         body_finished: false,
         sse,
-        stall_limit: ctx.config.request_timeout,
+        stall_limit: cfg.request_timeout,
         stall: None,
     });
     let (scope, sender) = if sse {
-        if let Some(limit) = ctx.config.sse_idle_timeout {
+        if let Some(limit) = cfg.sse_idle_timeout {
             ex.set_idle_limit(limit);
         }
         let sink = Arc::new(sse::SseSink::new(ex.clone()));

@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use pagi_ws::{Event, Session, State};
-use tokio::io::{AsyncReadExt, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, ReadBuf};
 use tokio::time::{sleep, Instant, Sleep};
 
 use super::shared::{from_ws, Inner, Keepalive, WsShared};
 use crate::config::QueuePolicy;
-use crate::server::Ctx;
+use crate::ctx::Ctx;
+use crate::listener::Io;
 
 /// Bytes reserved per read at first; doubled while reads fill the buffer
 /// (large messages then arrive in one read and no reallocation), up to
@@ -133,8 +133,8 @@ impl Pinger {
     }
 }
 
-struct Driver {
-    stream: TcpStream,
+struct Driver<S> {
+    stream: S,
     rbuf: BytesMut,
     shared: Arc<WsShared>,
     stage: Stage,
@@ -158,7 +158,7 @@ struct Driver {
 
 /// Run an accepted session on `stream` until it closes. `early` holds
 /// bytes the client sent right behind its handshake.
-pub(crate) async fn drive(stream: TcpStream, early: Bytes, shared: Arc<WsShared>, ctx: Arc<Ctx>) {
+pub(crate) async fn drive<S: Io>(stream: S, early: Bytes, shared: Arc<WsShared>, ctx: Arc<Ctx>) {
     let cfg = &ctx.config;
     // Copy, then drop at once: `early` is a slice of hyper's read buffer and
     // would otherwise pin that buffer (8 KiB+) for the whole session.
@@ -195,7 +195,7 @@ fn finish(shared: &WsShared) {
     shared.end(1006, "client_closed"); // no-op if already ended
 }
 
-impl Driver {
+impl<S: Io> Driver<S> {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.decode_left = DECODE_PER_WAKE;
         loop {
@@ -525,13 +525,10 @@ impl Driver {
         }
         let mut scratch = [0u8; 2048];
         loop {
-            match self.stream.poll_read_ready(cx) {
-                Poll::Ready(Ok(())) => match self.stream.try_read(&mut scratch) {
-                    Ok(0) => return Poll::Ready(()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => return Poll::Ready(()),
-                },
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(_)) => return Poll::Ready(()),
                 Poll::Pending => break,
             }

@@ -3,26 +3,27 @@
 //! driver side by side.
 
 mod driver;
-mod handshake;
 mod shared;
 
 use std::future::{poll_fn, Future};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use pagi::{
-    BoxError, BoxFuture, Extensions, Receiver, Scope, Sender, ServerAddr, Transport, WebSocketScope,
-};
+use pagi::{BoxError, BoxFuture, Receiver, Scope, Sender, Transport, WebSocketScope};
 use pagi_ws::SessionConfig;
-use tokio::net::TcpStream;
 
-use crate::http::scope::request_head;
-use crate::http::{canned, ResponseBody};
-use crate::server::{Ctx, LiveGuard, Phase};
-use handshake::Refusal;
+use crate::ctx::{Ctx, LiveGuard, Phase};
+use crate::listener::{ConnInfo, Io};
+use crate::wire::handshake::{self, Refusal};
+use crate::wire::request::{header_has_token, request_head};
+use crate::wire::response::canned;
 use shared::{Decision, WsShared, WsSource};
+
+/// A response the upgrade path makes (the 101 has no body).
+type Answer = Response<Option<Bytes>>;
 
 pub(crate) fn is_upgrade_request(req: &Request<Incoming>) -> bool {
     // hyper marks HTTP/1.1 requests that carry `Upgrade` with a pending
@@ -34,17 +35,18 @@ pub(crate) fn is_upgrade_request(req: &Request<Incoming>) -> bool {
             .extensions()
             .get::<hyper::upgrade::OnUpgrade>()
             .is_some();
-    may_upgrade && crate::http::scope::header_has_token(req.headers(), header::UPGRADE, "websocket")
+    may_upgrade && header_has_token(req.headers(), header::UPGRADE, "websocket")
 }
 
 /// Answer an upgrade request: validate it, start the app with a
 /// `websocket` scope, and reply 101 / 403 / the app's denial / 500
-/// according to what the app does first.
-pub(crate) async fn handle_upgrade(
+/// according to what the app does first. Once upgraded, the session runs
+/// on the connection's own stream `I`, taken back from hyper.
+pub(crate) async fn handle_upgrade<I: Io>(
     mut req: Request<Incoming>,
     ctx: Arc<Ctx>,
-    peer: std::net::SocketAddr,
-) -> Response<ResponseBody> {
+    info: Arc<ConnInfo>,
+) -> Answer {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _) = req.into_parts();
     debug_assert!(handshake::is_upgrade(&parts));
@@ -70,17 +72,19 @@ pub(crate) async fn handle_upgrade(
     let head = request_head(&parts);
     let subprotocols = handshake::subprotocols(&parts);
     let transport = Transport::new(cfg.ws_write_high_watermark, cfg.ws_write_low_watermark);
-    let mut extensions = Extensions::default();
+    let (client, secure) = info.identity(&head.headers, &cfg.proxy);
+    let mut extensions = info.extensions();
     extensions.insert("websocket.http.response", Default::default());
     let scope = WebSocketScope {
         http_version: head.http_version,
-        scheme: std::borrow::Cow::Borrowed("ws"),
+        scheme: std::borrow::Cow::Borrowed(if secure { "wss" } else { "ws" }),
         path: head.path,
         raw_path: head.raw_path,
         query_string: head.query_string,
+        root_path: cfg.root_path.clone(),
         headers: head.headers,
-        client: Some(peer),
-        server: Some(ServerAddr::Tcp(ctx.local)),
+        client,
+        server: Some(info.local.clone()),
         subprotocols: subprotocols.clone(),
         state: ctx.state.clone(),
         extensions,
@@ -110,7 +114,7 @@ pub(crate) async fn handle_upgrade(
         Receiver::new(WsSource(shared.clone())),
         Sender::new(shared.clone() as Arc<dyn pagi::EventSink>),
     );
-    tokio::spawn(session_task(
+    tokio::spawn(session_task::<I>(
         app,
         shared.clone(),
         on_upgrade,
@@ -127,7 +131,7 @@ pub(crate) async fn handle_upgrade(
             subprotocol,
             headers,
         }) => {
-            let mut resp = Response::new(ResponseBody::Canned(None));
+            let mut resp = Response::new(None);
             *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
             let h = resp.headers_mut();
             h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
@@ -153,7 +157,7 @@ pub(crate) async fn handle_upgrade(
         }
         Ok(Decision::Reject) => canned(StatusCode::FORBIDDEN, true),
         Ok(Decision::Deny { head, body }) => {
-            let mut resp = Response::from_parts(head, ResponseBody::Canned(Some(body)));
+            let mut resp = Response::from_parts(head, Some(body));
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
             resp
@@ -167,11 +171,11 @@ pub(crate) async fn handle_upgrade(
     }
 }
 
-fn refusal_response(refusal: Refusal) -> Response<ResponseBody> {
+fn refusal_response(refusal: Refusal) -> Answer {
     match refusal {
         Refusal::BadRequest(why) => {
             let mut resp = canned(StatusCode::BAD_REQUEST, true);
-            *resp.body_mut() = ResponseBody::Canned(Some(format!("Bad Request: {why}\n").into()));
+            *resp.body_mut() = Some(format!("Bad Request: {why}\n").into());
             resp
         }
         Refusal::WrongVersion => {
@@ -207,7 +211,7 @@ const MAX_ROUNDS: usize = 32;
 
 /// One task per session: the app and, once upgraded, the socket driver.
 /// It ends when both are done, or when a forced shutdown stops it.
-async fn session_task(
+async fn session_task<I: Io>(
     app: BoxFuture<Result<(), BoxError>>,
     shared: Arc<WsShared>,
     on_upgrade: hyper::upgrade::OnUpgrade,
@@ -226,7 +230,7 @@ async fn session_task(
     };
     let socket_part = async {
         match on_upgrade.await {
-            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<I>>() {
                 Ok(parts) => {
                     driver::drive(
                         parts.io.into_inner(),

@@ -14,7 +14,8 @@ use pagi::{EventSink, EventSource, Message, ReceiveEvent, SendError, SendEvent, 
 use pagi_ws::{Session, SessionConfig};
 
 use crate::budget::Account;
-use crate::http::{header_map, response_head};
+use crate::wire::handshake::check_subprotocol;
+use crate::wire::response::{header_map, response_head};
 
 /// How the app answered `websocket.connect`.
 pub(crate) enum Decision {
@@ -271,8 +272,7 @@ impl WsShared {
                     Phase::Handshake => {}
                 }
                 if let Some(p) = &subprotocol {
-                    super::handshake::check_subprotocol(p, &self.offered)
-                        .map_err(SendError::new)?;
+                    check_subprotocol(p, &self.offered).map_err(SendError::new)?;
                 }
                 let headers = header_map(headers, true, HeaderMap::new())?;
                 inner.decision = Some(Box::new(Decision::Accept {

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use pagi::SharedApp;
-use pagi_server::{Config, LifespanMode, Server, ServerHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use pagi_server::{Config, LifespanMode, Listen, Server, ServerHandle};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -40,13 +40,12 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
     }
 }
 
-/// A test config: an ephemeral loopback port, no lifespan, quiet.
+/// A test config: an ephemeral loopback port, no lifespan.
 pub fn config() -> Config {
     Config {
-        bind: "127.0.0.1:0".parse().unwrap(),
+        listen: vec![Listen::tcp("127.0.0.1:0".parse().unwrap())],
         lifespan: LifespanMode::Off,
         shutdown_timeout: Duration::from_secs(5),
-        quiet: true,
         ..Default::default()
     }
 }
@@ -68,7 +67,10 @@ impl TestServer {
             .await
             .expect("bind");
         let handle = server.handle();
-        let addr = handle.local_addr();
+        // (A server on Unix sockets only has no TCP address: tests use its paths.)
+        let addr = handle
+            .local_addr()
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
         let task = tokio::spawn(server.run_until(std::future::pending()));
         TestServer { handle, addr, task }
     }
@@ -360,14 +362,17 @@ impl RawResponse {
     }
 }
 
-async fn fill(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> std::io::Result<usize> {
     buf.reserve(16 * 1024);
     stream.read_buf(buf).await
 }
 
 /// Read a response head (status line and headers) from `stream`; leftover
 /// bytes stay in `buf`. None on EOF before a full head.
-pub async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<RawResponse> {
+pub async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Option<RawResponse> {
     loop {
         if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = buf.split_to(end + 4);
@@ -399,7 +404,11 @@ pub async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Raw
     }
 }
 
-async fn read_exact_buf(stream: &mut TcpStream, buf: &mut BytesMut, n: usize) -> Vec<u8> {
+async fn read_exact_buf<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    n: usize,
+) -> Vec<u8> {
     while buf.len() < n {
         let got = fill(stream, buf).await.expect("read body");
         assert!(got > 0, "EOF inside the body");
@@ -407,7 +416,7 @@ async fn read_exact_buf(stream: &mut TcpStream, buf: &mut BytesMut, n: usize) ->
     buf.split_to(n).to_vec()
 }
 
-async fn read_line(stream: &mut TcpStream, buf: &mut BytesMut) -> String {
+async fn read_line<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut) -> String {
     loop {
         if let Some(end) = buf.windows(2).position(|w| w == b"\r\n") {
             let line = buf.split_to(end + 2);
@@ -420,7 +429,10 @@ async fn read_line(stream: &mut TcpStream, buf: &mut BytesMut) -> String {
 
 /// Read one whole response (head and body: content-length, chunked, or to
 /// EOF when neither is given). Bounded by [`STEP`].
-pub async fn read_response(stream: &mut TcpStream, buf: &mut BytesMut) -> RawResponse {
+pub async fn read_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> RawResponse {
     within(STEP, "read a response", async {
         let mut resp = read_head(stream, buf).await.expect("EOF before a response");
         if resp.status == 101 || resp.status == 204 || resp.status == 304 {

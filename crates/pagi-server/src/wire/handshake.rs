@@ -3,7 +3,7 @@
 use http::request::Parts;
 use http::{header, Method, Version};
 
-use crate::http::scope::header_has_token;
+use super::request::header_has_token;
 
 /// Why a handshake was refused, and with which status.
 #[derive(Debug, PartialEq, Eq)]

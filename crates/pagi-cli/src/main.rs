@@ -10,7 +10,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    pagi_server::cli::run_with(|spec| {
+    pagi_cli::run_with(|spec| {
         let names: Vec<&str> = pagi_examples::ALL.iter().map(|e| e.name).collect();
         let Some(spec) = spec else {
             return Err(format!(

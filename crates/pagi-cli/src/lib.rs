@@ -1,14 +1,30 @@
-//! The `pagi-server` command line, as a library: parse flags, set up
-//! logging and the runtime, run the lifespan, serve until a signal.
+//! # pagi-cli
+//!
+//! The `pagi-server` command line: the binary that serves the bundled
+//! examples, and the same command line as a library around your own app
+//! (flags, logging, the runtime, signals). The server itself is the
+//! `pagi-server` library crate, which an embedding uses without any of this.
+//!
+//! ```no_run
+//! async fn app(scope: pagi::Scope, _: pagi::Receiver, _: pagi::Sender) -> Result<(), pagi::BoxError> {
+//!     Err(pagi::unsupported_scope(&scope))
+//! }
+//! fn main() -> std::process::ExitCode {
+//!     pagi_cli::run(pagi::app_fn(app))
+//! }
+//! ```
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use pagi::SharedApp;
-
-use crate::{Config, LifespanMode, QueuePolicy, Server};
+use pagi::{ServerAddr, SharedApp};
+use pagi_server::{
+    ClientCertMode, Config, LifespanMode, Listen, ListenAddr, ProxyConfig, QueuePolicy, Server,
+    TlsConfig, TrustedProxies,
+};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum LifespanArg {
@@ -37,7 +53,14 @@ enum QueueArg {
     Close,
 }
 
-/// PAGI server for Rust: HTTP/1.1, WebSocket and lifespan.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ClientCertArg {
+    None,
+    Optional,
+    Required,
+}
+
+/// PAGI server for Rust: HTTP/1.1, WebSocket, SSE and lifespan over TCP, Unix sockets and TLS.
 #[derive(Parser, Debug)]
 #[command(name = "pagi-server", version = concat!(env!("CARGO_PKG_VERSION"), " (PAGI spec 0.3)"))]
 struct Args {
@@ -54,6 +77,45 @@ struct Args {
     /// TCP port to bind.
     #[arg(short = 'p', long, default_value_t = 5000)]
     port: u16,
+    /// Listen on a Unix socket at PATH instead of --host/--port.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["host", "port", "listen"])]
+    socket: Option<PathBuf>,
+    /// File mode of Unix sockets, octal (e.g. 0660).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    socket_mode: Option<u32>,
+    /// Listen here (repeatable): host:port, [v6addr]:port, or a Unix socket path
+    /// (starting with / or .). Instead of --host/--port.
+    #[arg(long, value_name = "SPEC", conflicts_with_all = ["host", "port"])]
+    listen: Vec<String>,
+    /// TLS certificate chain (PEM), for every TCP listener; needs --ssl-key.
+    #[arg(long, value_name = "FILE", requires = "ssl_key")]
+    ssl_cert: Option<PathBuf>,
+    /// TLS private key (PEM); needs --ssl-cert.
+    #[arg(long, value_name = "FILE", requires = "ssl_cert")]
+    ssl_key: Option<PathBuf>,
+    /// CA certificates (PEM) that client certificates must chain to.
+    #[arg(long, value_name = "FILE", requires = "ssl_cert")]
+    ssl_ca: Option<PathBuf>,
+    /// Ask TLS clients for a certificate: none, optional (reported in the scope), required.
+    #[arg(long, value_enum, default_value = "none", requires = "ssl_ca")]
+    ssl_client_cert: ClientCertArg,
+    /// Seconds a TLS client gets for its handshake (and a proxy for its PROXY header).
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    ssl_handshake_timeout: u64,
+    /// Take the client address and scheme from Forwarded / X-Forwarded-* headers of
+    /// trusted proxies (--forwarded-allow-ips).
+    #[arg(long)]
+    proxy_headers: bool,
+    /// Expect a PROXY protocol (v1 or v2) header from trusted proxies.
+    #[arg(long)]
+    proxy_protocol: bool,
+    /// Proxies to trust: comma-separated addresses and CIDR networks, * for any,
+    /// unix for Unix-socket peers.
+    #[arg(long, default_value = "127.0.0.1", value_name = "LIST")]
+    forwarded_allow_ips: TrustedProxies,
+    /// The app's mount point, as the scope's root_path.
+    #[arg(long, default_value = "", value_name = "PATH")]
+    root_path: String,
     /// Run the lifespan protocol: auto (a decline is fine), on (required), off.
     #[arg(long, value_enum, default_value = "auto")]
     lifespan: LifespanArg,
@@ -137,9 +199,15 @@ struct Args {
 
 impl Args {
     fn config(&self) -> Result<Config, String> {
-        let bind = resolve(&self.host, self.port)?;
         let mut c = Config {
-            bind,
+            listen: self.listeners()?,
+            tls_handshake_timeout: Duration::from_secs(self.ssl_handshake_timeout),
+            proxy: ProxyConfig {
+                headers: self.proxy_headers,
+                protocol: self.proxy_protocol,
+                trusted: self.forwarded_allow_ips.clone(),
+            },
+            root_path: self.root_path.clone(),
             lifespan: match self.lifespan {
                 LifespanArg::Auto => LifespanMode::Auto,
                 LifespanArg::On => LifespanMode::On,
@@ -167,8 +235,6 @@ impl Args {
             ws_write_high_watermark: self.write_high_watermark,
             ws_write_low_watermark: self.write_low_watermark,
             ws_idle_timeout: secs(self.ws_idle_timeout),
-            workers: self.workers,
-            quiet: self.quiet,
             ..Config::default()
         };
         if let Some(n) = self.max_connections {
@@ -192,6 +258,76 @@ fn fractional_secs(n: f64, flag: &str) -> Result<Option<Duration>, String> {
     Duration::try_from_secs_f64(n)
         .map(Some)
         .map_err(|_| format!("{flag} must be a number of seconds, got {n}"))
+}
+
+impl Args {
+    /// The listeners: inherited sockets (systemd socket activation), else
+    /// --socket, else every --listen, else --host/--port. TLS (--ssl-cert)
+    /// applies to TCP and inherited ones, never to Unix sockets named here.
+    fn listeners(&self) -> Result<Vec<Listen>, String> {
+        let tls = self.ssl_cert.as_ref().map(|cert| TlsConfig {
+            cert: cert.clone(),
+            key: self.ssl_key.clone().unwrap_or_default(),
+            client_ca: self.ssl_ca.clone(),
+            client_cert: match self.ssl_client_cert {
+                ClientCertArg::None => ClientCertMode::None,
+                ClientCertArg::Optional => ClientCertMode::Optional,
+                ClientCertArg::Required => ClientCertMode::Required,
+            },
+        });
+        let unix = |path: PathBuf| Listen {
+            addr: ListenAddr::Unix {
+                path,
+                mode: self.socket_mode,
+            },
+            tls: None,
+        };
+        let tcp = |addr| Listen {
+            addr: ListenAddr::Tcp(addr),
+            tls: tls.clone(),
+        };
+        let inherited = pagi_server::inherited_sockets();
+        if inherited > 0 {
+            return Ok((0..inherited)
+                .map(|i| Listen {
+                    addr: ListenAddr::Inherited(i),
+                    tls: tls.clone(),
+                })
+                .collect());
+        }
+        if let Some(path) = &self.socket {
+            return Ok(vec![unix(path.clone())]);
+        }
+        if !self.listen.is_empty() {
+            return self
+                .listen
+                .iter()
+                .map(|spec| {
+                    if spec.starts_with('/') || spec.starts_with('.') {
+                        return Ok(unix(spec.into()));
+                    }
+                    match spec.rsplit_once(':') {
+                        Some((host, port)) => {
+                            let port = port
+                                .parse()
+                                .map_err(|_| format!("--listen {spec}: bad port {port:?}"))?;
+                            resolve(host, port).map(tcp)
+                        }
+                        None => Ok(unix(spec.into())),
+                    }
+                })
+                .collect();
+        }
+        Ok(vec![tcp(resolve(&self.host, self.port)?)])
+    }
+}
+
+/// An octal file mode such as `0660`.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix('0').filter(|d| d.len() == 3);
+    digits
+        .and_then(|d| u32::from_str_radix(d, 8).ok())
+        .ok_or_else(|| format!("--socket-mode must be an octal value like 0660, got: {s}"))
 }
 
 fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -228,8 +364,8 @@ pub fn run_with(resolve: impl FnOnce(Option<&str>) -> Result<SharedApp, String>)
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
-    if config.workers > 0 {
-        rt.worker_threads(config.workers);
+    if args.workers > 0 {
+        rt.worker_threads(args.workers);
     }
     let rt = match rt.build() {
         Ok(rt) => rt,
@@ -238,18 +374,26 @@ pub fn run_with(resolve: impl FnOnce(Option<&str>) -> Result<SharedApp, String>)
     rt.block_on(async move {
         let max_conn = config.max_connections;
         let deflate = if config.ws_deflate.enabled { "on" } else { "off" };
+        let has_tls = config.listen.iter().any(|l| l.tls.is_some());
         let server = match Server::bind(config, app).await {
             Ok(s) => s,
             Err(e) if e.is_startup_failure() => return fail(&e.to_string(), 1),
             Err(e) => return fail(&e.to_string(), 1),
         };
-        let addr = server.handle().local_addr();
-        let shown = match addr {
-            SocketAddr::V4(a) => a.to_string(),
-            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
+        let tls = if has_tls { "on" } else { "off" };
+        let addrs: Vec<String> = server
+            .handle()
+            .listen_addrs()
+            .iter()
+            .map(|a| show(a, has_tls))
+            .collect();
+        let addrs = match addrs.as_slice() {
+            [one] => one.clone(),
+            many => format!(": {}", many.join(", ")),
         };
         tracing::info!(
-            "PAGI Server listening on http://{shown}/ (pagi-server {}, max_conn: {max_conn}, ws-compression: {deflate})",
+            "PAGI Server listening on{}{addrs} (pagi-server {}, max_conn: {max_conn}, ws-compression: {deflate}, tls: {tls})",
+            if addrs.starts_with(':') { "" } else { " " },
             env!("CARGO_PKG_VERSION")
         );
         match server.run().await {
@@ -257,6 +401,16 @@ pub fn run_with(resolve: impl FnOnce(Option<&str>) -> Result<SharedApp, String>)
             Err(e) => fail(&e.to_string(), 1),
         }
     })
+}
+
+/// A listener's address as the banner shows it.
+fn show(addr: &ServerAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    match addr {
+        ServerAddr::Tcp(SocketAddr::V4(a)) => format!("{scheme}://{a}/"),
+        ServerAddr::Tcp(SocketAddr::V6(a)) => format!("{scheme}://[{}]:{}/", a.ip(), a.port()),
+        ServerAddr::Unix(path) => format!("unix:{}", path.display()),
+    }
 }
 
 fn fail(message: &str, code: u8) -> ExitCode {

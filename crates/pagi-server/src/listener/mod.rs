@@ -1,0 +1,286 @@
+//! Listeners produce connections: a byte stream and what is known about it
+//! ([`ConnInfo`]). TCP and Unix sockets are named here and nowhere else; TLS
+//! wraps a stream in [`tls`]. Everything above this module works on any
+//! [`Io`].
+
+pub(crate) mod tls;
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pagi::{Extensions, Headers, ServerAddr};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+
+use crate::config::{Listen, ListenAddr, ProxyConfig};
+use crate::Error;
+
+/// A connection's byte stream, as the server uses it.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Ready once a read would not block. For a socket this is the kernel's
+    /// readiness, so that an idle WebSocket holds no read buffer: it takes
+    /// one only when bytes are there. A stream that cannot tell (TLS holds
+    /// decrypted bytes the socket does not show) is always ready; its
+    /// reader lends a buffer for the read and takes it back if nothing came.
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let _ = cx;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A plain socket connection: TCP or Unix.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+macro_rules! both {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            Stream::Tcp($s) => $e,
+            Stream::Unix($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        both!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        both!(self, s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        both!(self, s => Pin::new(s).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        both!(self, s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        both!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+impl Io for Stream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+}
+
+/// What is known about a connection once it is accepted (and its PROXY
+/// protocol header and TLS handshake are done).
+#[derive(Clone, Debug)]
+pub(crate) struct ConnInfo {
+    /// The client: the TCP peer, or the address a trusted PROXY protocol
+    /// header gave; `None` on a Unix socket.
+    pub(crate) client: Option<SocketAddr>,
+    /// The peer is a trusted proxy: its forwarded headers are believed.
+    pub(crate) proxy_trusted: bool,
+    /// Where the connection was accepted.
+    pub(crate) local: ServerAddr,
+    /// The scope's `tls` extension (built once per connection); `None` on
+    /// a cleartext connection.
+    pub(crate) tls: Option<Arc<pagi::ExtensionData>>,
+}
+
+impl ConnInfo {
+    /// Who the client is and whether it came over TLS, as a scope reports
+    /// them: from the connection, or from the proxy headers of a trusted
+    /// peer (`--proxy-headers`), which replace both or neither.
+    pub(crate) fn identity(
+        &self,
+        headers: &Headers,
+        proxy: &ProxyConfig,
+    ) -> (Option<SocketAddr>, bool) {
+        let (client, secure) = (self.client, self.tls.is_some());
+        if !(proxy.headers && self.proxy_trusted) {
+            return (client, secure);
+        }
+        let said = crate::wire::proxy::forwarded(headers, &proxy.trusted);
+        (said.client.or(client), said.secure.unwrap_or(secure))
+    }
+
+    /// The scope's `extensions` for this connection: `tls` on TLS ones.
+    pub(crate) fn extensions(&self) -> Extensions {
+        let mut ext = Extensions::default();
+        if let Some(tls) = &self.tls {
+            ext.insert_shared("tls", tls.clone());
+        }
+        ext
+    }
+}
+
+/// A bound listening socket, and how its connections are wrapped.
+pub(crate) struct Listener {
+    socket: Socket,
+    /// Where it listens, as scopes report it.
+    pub(crate) local: ServerAddr,
+    /// TLS for its connections.
+    pub(crate) tls: Option<tls::Acceptor>,
+    /// The socket file to remove when the listener goes (we made it).
+    unlink: Option<PathBuf>,
+}
+
+enum Socket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// Bind (or adopt, for socket activation) one listener. `inherited` is
+    /// the process's socket-activation file descriptors.
+    pub(crate) fn bind(
+        listen: &Listen,
+        backlog: u32,
+        inherited: &mut listenfd::ListenFd,
+    ) -> Result<Listener, Error> {
+        let tls = match &listen.tls {
+            Some(cfg) => Some(tls::Acceptor::new(cfg)?),
+            None => None,
+        };
+        let (socket, unlink) = match &listen.addr {
+            ListenAddr::Tcp(addr) => (Socket::Tcp(bind_tcp(*addr, backlog)?), None),
+            ListenAddr::Unix { path, mode } => {
+                (Socket::Unix(bind_unix(path, *mode)?), Some(path.clone()))
+            }
+            ListenAddr::Inherited(index) => (adopt(inherited, *index)?, None),
+        };
+        let local = match &socket {
+            Socket::Tcp(l) => ServerAddr::Tcp(l.local_addr().map_err(Error::io)?),
+            Socket::Unix(l) => ServerAddr::Unix(
+                l.local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+                    .unwrap_or_default(),
+            ),
+        };
+        Ok(Listener {
+            socket,
+            local,
+            tls,
+            unlink,
+        })
+    }
+
+    /// The next connection and its peer (`None` on a Unix socket).
+    pub(crate) async fn accept(&self) -> io::Result<(Stream, Option<SocketAddr>)> {
+        match &self.socket {
+            Socket::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                let _ = s.set_nodelay(true);
+                Ok((Stream::Tcp(s), Some(peer)))
+            }
+            Socket::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                Ok((Stream::Unix(s), None))
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(path) = &self.unlink {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, Error> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(Error::io)?;
+    socket.set_reuseaddr(true).map_err(Error::io)?;
+    socket.bind(addr).map_err(|e| Error::bind(addr, e))?;
+    socket.listen(backlog).map_err(|e| Error::bind(addr, e))
+}
+
+/// Bind a Unix socket at `path`. A socket file left by a crashed run (no one
+/// accepts on it) is replaced; a live one, or a file that is not a socket,
+/// is an error.
+fn bind_unix(path: &Path, mode: Option<u32>) -> Result<UnixListener, Error> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let in_use = |msg: &str| {
+        Error::bind_unix(
+            path,
+            io::Error::new(io::ErrorKind::AddrInUse, msg.to_owned()),
+        )
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(in_use("the path exists and is not a socket"));
+        }
+        match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => return Err(in_use("another server is listening on it")),
+            Err(_) => std::fs::remove_file(path).map_err(|e| Error::bind_unix(path, e))?,
+        }
+    }
+    let listener = UnixListener::bind(path).map_err(|e| Error::bind_unix(path, e))?;
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Error::bind_unix(path, e))?;
+    }
+    Ok(listener)
+}
+
+/// Take socket-activation descriptor `index` (systemd's `LISTEN_FDS`,
+/// counted from 0 = fd 3): a TCP or a Unix listening socket.
+fn adopt(inherited: &mut listenfd::ListenFd, index: usize) -> Result<Socket, Error> {
+    let missing = || {
+        Error::io(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no inherited socket #{index} (LISTEN_FDS)"),
+        ))
+    };
+    if let Ok(Some(l)) = inherited.take_tcp_listener(index) {
+        l.set_nonblocking(true).map_err(Error::io)?;
+        return TcpListener::from_std(l).map(Socket::Tcp).map_err(Error::io);
+    }
+    match inherited.take_unix_listener(index) {
+        Ok(Some(l)) => {
+            l.set_nonblocking(true).map_err(Error::io)?;
+            UnixListener::from_std(l)
+                .map(Socket::Unix)
+                .map_err(Error::io)
+        }
+        _ => Err(missing()),
+    }
+}
+
+/// The number of socket-activation descriptors this process was given.
+pub(crate) fn inherited_count() -> usize {
+    listenfd::ListenFd::from_env().len()
+}

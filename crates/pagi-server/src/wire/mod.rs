@@ -1,0 +1,11 @@
+//! Pure translations between the wire and PAGI, with unit tests fed plain
+//! values: request heads into scope fields, app response heads into what
+//! hyper writes, the SSE format, WebSocket handshake checks, and what a
+//! proxy says about the client. Nothing here touches a socket or a task,
+//! and nothing here imports the connection code.
+
+pub(crate) mod handshake;
+pub(crate) mod proxy;
+pub(crate) mod request;
+pub(crate) mod response;
+pub(crate) mod sse;
