@@ -6,8 +6,7 @@
 //! account for [`Account::room`] before it decodes more:
 //!
 //! - up to three quarters of the limit (the *soft* mark) anyone may grow;
-//! - past it only connections holding less than a small share may grow, up to it: the soft
-//!   mark divided among the connections holding anything, and at most [`SMALL_SHARE`]. The
+//! - past it only connections holding less than [`SMALL_SHARE`] may grow, up to it: the
 //!   connections holding the most stop reading first, and the band between the soft mark and
 //!   the limit stays for clients with little in flight, which keep being served;
 //! - at the limit nobody grows until apps drain their queues.
@@ -29,9 +28,9 @@ pub(crate) const SMALL_SHARE: usize = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct BufferBudget {
     limit: usize,
+    /// Three quarters of `limit`.
+    soft: usize,
     used: AtomicUsize,
-    /// Accounts holding more than nothing: the fair share divides among them.
-    holders: AtomicUsize,
     /// Sessions that found no room, to wake when the total falls below the soft mark.
     waiters: Mutex<Vec<Waker>>,
     /// Whether `waiters` is non-empty (checked without the lock on every release).
@@ -41,10 +40,11 @@ pub(crate) struct BufferBudget {
 impl BufferBudget {
     /// A budget of `limit` bytes; zero means unlimited.
     pub(crate) fn new(limit: usize) -> Arc<Self> {
+        let limit = if limit == 0 { usize::MAX } else { limit };
         Arc::new(BufferBudget {
-            limit: if limit == 0 { usize::MAX } else { limit },
+            limit,
+            soft: limit / 4 * 3,
             used: AtomicUsize::new(0),
-            holders: AtomicUsize::new(0),
             waiters: Mutex::new(Vec::new()),
             waiting: AtomicBool::new(false),
         })
@@ -56,22 +56,20 @@ impl BufferBudget {
     }
 
     fn soft(&self) -> usize {
-        self.limit / 4 * 3
+        self.soft
     }
 
     /// How many more bytes a connection that holds `held` may take now: up
-    /// to the soft mark for anyone, and up to its small share for a
+    /// to the soft mark for anyone, and up to [`SMALL_SHARE`] for a
     /// connection holding less, but never past the limit.
     fn room(&self, held: usize) -> usize {
         let used = self.used();
         if used >= self.limit {
             return 0;
         }
-        let holders = self.holders.load(Ordering::Relaxed).max(1);
-        let share = (self.soft() / holders).min(SMALL_SHARE);
-        let below_soft = self.soft().saturating_sub(used);
+        let below_soft = self.soft.saturating_sub(used);
         below_soft
-            .max(share.saturating_sub(held))
+            .max(SMALL_SHARE.saturating_sub(held))
             .min(self.limit - used)
     }
 
@@ -112,6 +110,9 @@ impl Account {
 
     /// The connection now holds `n` bytes.
     pub(crate) fn set(&mut self, n: usize) {
+        if n == self.held {
+            return;
+        }
         self.held = n;
         let release = n == 0 && self.published != 0;
         if n.abs_diff(self.published) < PUBLISH_STEP && !release {
@@ -119,16 +120,6 @@ impl Account {
         }
         let old = std::mem::replace(&mut self.published, n);
         let b = &*self.budget;
-        match (old, n) {
-            (0, 0) => {}
-            (0, _) => {
-                b.holders.fetch_add(1, Ordering::Relaxed);
-            }
-            (_, 0) => {
-                b.holders.fetch_sub(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
         if n >= old {
             b.used.fetch_add(n - old, Ordering::Relaxed);
             return;
@@ -186,7 +177,7 @@ mod tests {
         drop(c);
         assert_eq!(b.used(), 50_000);
         a.set(0);
-        assert_eq!((b.used(), b.holders.load(Ordering::Relaxed)), (0, 0));
+        assert_eq!(b.used(), 0);
     }
 
     #[test]
@@ -214,17 +205,16 @@ mod tests {
         big.set(700 << 10);
         small.set(10 << 10);
         // Below the soft mark: anyone may take up to it; a small holder
-        // may take up to its share.
+        // may also take up to its small share.
         assert_eq!(big.room(), 58 << 10);
         assert_eq!(small.room(), 58 << 10);
         big.set(800 << 10);
-        // Past the soft mark the big one stops, the small one grows to its
-        // share (64 KiB here: 768 KiB / 2 is more).
+        // Past the soft mark the big one stops, the small one grows to 64 KiB.
         assert_eq!(big.room(), 0);
         assert_eq!(small.room(), 54 << 10);
         small.set(64 << 10);
         assert_eq!(small.room(), 0);
-        // A newcomer still gets its share: 768 KiB / 3, at most 64 KiB.
+        // A newcomer still gets its share.
         let newcomer = Account::new(b.clone());
         assert_eq!(newcomer.room(), 64 << 10);
         // Never past the limit.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use pagi_ws::{Event, Session, State};
 use tokio::io::{AsyncReadExt, ReadBuf};
-use tokio::time::{sleep, Instant, Sleep};
+use tokio::time::{Instant, Sleep};
 
 use super::shared::{from_ws, Inner, Keepalive, WsShared};
 use crate::config::QueuePolicy;
@@ -66,6 +66,42 @@ enum Gate {
     Output,
 }
 
+/// A timer that costs one atomic load on most polls: it is registered with
+/// the task once per arming (a `Sleep` keeps the waker it was polled with,
+/// and the session task's waker does not change), and afterwards only
+/// checked with `Sleep::is_elapsed`. The driver polls its timers on every
+/// wake-up, that is for every message.
+struct Timer {
+    sleep: Pin<Box<Sleep>>,
+    registered: bool,
+}
+
+impl Timer {
+    fn at(deadline: Instant) -> Timer {
+        Timer {
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            registered: false,
+        }
+    }
+
+    fn after(delay: Duration) -> Timer {
+        Timer::at(Instant::now() + delay)
+    }
+
+    fn reset(&mut self, deadline: Instant) {
+        self.sleep.as_mut().reset(deadline);
+        self.registered = false;
+    }
+
+    fn fired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.registered && !self.sleep.is_elapsed() {
+            return false;
+        }
+        self.registered = true;
+        self.sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
 /// The keepalive ping: when the next one is due and, while one is
 /// unanswered, when its pong is. One timer serves both.
 struct Pinger {
@@ -73,7 +109,7 @@ struct Pinger {
     timeout: Option<Duration>,
     next_ping: Instant,
     pong_due: Option<Instant>,
-    timer: Pin<Box<Sleep>>,
+    timer: Timer,
 }
 
 enum PingDue {
@@ -94,12 +130,12 @@ impl Pinger {
             timeout: timeout.filter(|t| !t.is_zero()),
             next_ping,
             pong_due: None,
-            timer: Box::pin(tokio::time::sleep_until(next_ping)),
+            timer: Timer::at(next_ping),
         })
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> PingDue {
-        if self.timer.as_mut().poll(cx).is_pending() {
+        if !self.timer.fired(cx) {
             return PingDue::Nothing;
         }
         let now = Instant::now();
@@ -116,9 +152,9 @@ impl Pinger {
         let next = self
             .pong_due
             .map_or(self.next_ping, |d| d.min(self.next_ping));
-        self.timer.as_mut().reset(next);
-        // Register the waker for the new deadline.
-        let _ = self.timer.as_mut().poll(cx);
+        self.timer.reset(next);
+        // Register for the new deadline.
+        let _ = self.timer.fired(cx);
         if ping {
             PingDue::Ping
         } else {
@@ -148,8 +184,8 @@ struct Driver<S> {
     idle_timeout: Option<Duration>,
     keepalive_gen: u64,
     pinger: Option<Pinger>,
-    idle: Option<Pin<Box<Sleep>>>,
-    close_deadline: Option<Pin<Box<Sleep>>>,
+    idle: Option<Timer>,
+    close_deadline: Option<Timer>,
     /// Current read reservation (see `READ_CHUNK`).
     read_size: usize,
     /// Payload this wake-up may still decode (see `DECODE_PER_WAKE`).
@@ -182,7 +218,7 @@ pub(crate) async fn drive<S: Io>(stream: S, early: Bytes, shared: Arc<WsShared>,
         pinger: cfg
             .ws_ping_interval
             .and_then(|every| Pinger::new(every, cfg.ws_ping_timeout)),
-        idle: cfg.ws_idle_timeout.map(|t| Box::pin(sleep(t))),
+        idle: cfg.ws_idle_timeout.map(Timer::after),
         close_deadline: None,
         read_size: READ_CHUNK,
         decode_left: 0,
@@ -266,7 +302,7 @@ impl<S: Io> Driver<S> {
             if (session.state() != State::Open || self.stage == Stage::FailureHeld)
                 && self.close_deadline.is_none()
             {
-                self.close_deadline = Some(Box::pin(sleep(self.close_timeout)));
+                self.close_deadline = Some(Timer::after(self.close_timeout));
             }
             if session.is_finished() && buffered == 0 {
                 let (code, reason) = inner.local_close.unwrap_or((1000, ""));
@@ -398,7 +434,7 @@ impl<S: Io> Driver<S> {
                     self.read_size = (self.read_size / 2).max(READ_CHUNK);
                 }
                 if let (Some(idle), Some(t)) = (&mut self.idle, self.idle_timeout) {
-                    idle.as_mut().reset(Instant::now() + t);
+                    idle.reset(Instant::now() + t);
                 }
                 Ok(true)
             }
@@ -445,15 +481,15 @@ impl<S: Io> Driver<S> {
             } else {
                 self.max_receive_bytes - queued
             };
-            // The smallest of the three limits, and what waits on it.
-            let (grant, gate) = [
-                (self.decode_left, Gate::Yield),
-                (room, Gate::Budget),
-                (local, Gate::AppQueue),
-            ]
-            .into_iter()
-            .min_by_key(|(n, _)| *n)
-            .expect("three limits");
+            // The smallest of the three limits is what a pause waits on.
+            let mut grant = self.decode_left;
+            let mut gate = Gate::Yield;
+            if room < grant {
+                (grant, gate) = (room, Gate::Budget);
+            }
+            if local < grant {
+                (grant, gate) = (local, Gate::AppQueue);
+            }
             let session = inner.session.as_mut().expect("session");
             session.set_read_budget(grant);
             let event = session.read_event(&mut self.rbuf);
@@ -521,7 +557,7 @@ impl<S: Io> Driver<S> {
             self.stage = Stage::Draining;
             self.rbuf = BytesMut::new();
             self.shared.lock().set_driver_held(0);
-            self.close_deadline = Some(Box::pin(sleep(self.close_timeout)));
+            self.close_deadline = Some(Timer::after(self.close_timeout));
         }
         let mut scratch = [0u8; 2048];
         loop {
@@ -550,10 +586,8 @@ fn overflow(inner: &mut Inner) {
 }
 
 /// Poll an optional timer; true (and cleared) once it fired.
-fn poll_timer(timer: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> bool {
-    let fired = timer
-        .as_mut()
-        .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+fn poll_timer(timer: &mut Option<Timer>, cx: &mut Context<'_>) -> bool {
+    let fired = timer.as_mut().is_some_and(|t| t.fired(cx));
     if fired {
         *timer = None;
     }
