@@ -21,6 +21,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(3);
 
 struct Cfg {
     target: Target,
+    /// With `wss://`: the connector trusting `--ca`.
+    tls: Option<tokio_rustls::TlsConnector>,
     conns: usize,
     depth: usize,
     secs: f64,
@@ -97,10 +99,11 @@ struct Window {
 
 pub(crate) fn run(a: Args) -> Result<(), String> {
     a.only(&[
-        "url", "conns", "size", "text", "binary", "depth", "secs", "warmup", "threads",
+        "url", "conns", "size", "text", "binary", "depth", "secs", "warmup", "threads", "ca",
     ])?;
     let url = a.str("url").ok_or("--url is required")?;
     let target = target::parse(url)?;
+    let tls = tls_connector(&target, a.str("ca"))?;
     if a.flag("text") && a.flag("binary") {
         return Err("--text and --binary are exclusive".into());
     }
@@ -119,6 +122,7 @@ pub(crate) fn run(a: Args) -> Result<(), String> {
     }
     let cfg = Arc::new(Cfg {
         target,
+        tls,
         conns,
         depth,
         secs,
@@ -172,6 +176,20 @@ pub(crate) fn run(a: Args) -> Result<(), String> {
         errors.describe()
     );
     Ok(())
+}
+
+/// The TLS connector for a `wss://` target (trusting the `--ca` file).
+pub(crate) fn tls_connector(
+    target: &Target,
+    ca: Option<&str>,
+) -> Result<Option<tokio_rustls::TlsConnector>, String> {
+    match (target.tls, ca) {
+        (false, _) => Ok(None),
+        (true, Some(ca)) => pagi_bench::tls::connector(std::path::Path::new(ca)).map(Some),
+        (true, None) => {
+            Err("wss:// needs --ca FILE (the CA that signed the server's certificate)".into())
+        }
+    }
 }
 
 async fn drive(cfg: Arc<Cfg>, payload: Arc<Payload>) -> (Vec<ConnStats>, usize) {
@@ -233,7 +251,8 @@ async fn conn(
     let attempt = async {
         let tcp = TcpStream::connect(cfg.target.addr).await?;
         tcp.set_nodelay(true)?;
-        tokio_tungstenite::client_async_with_config(cfg.target.url.as_str(), tcp, Some(wscfg))
+        let io = pagi_bench::tls::client(cfg.tls.as_ref(), tcp).await?;
+        tokio_tungstenite::client_async_with_config(cfg.target.url.as_str(), io, Some(wscfg))
             .await
             .map_err(std::io::Error::other)
     };

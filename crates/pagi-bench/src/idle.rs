@@ -73,9 +73,11 @@ pub(crate) fn run(a: Args) -> Result<(), String> {
         "src-ips",
         "connect-concurrency",
         "connect-timeout",
+        "ca",
     ])?;
     let url = a.str("url").ok_or("--url is required")?;
     let target = target::parse(url)?;
+    let tls = crate::echo::tls_connector(&target, a.str("ca"))?;
     let conns: usize = a.num("conns", 1000)?;
     let secs: f64 = a.num("secs", 20.0)?;
     let warmup: f64 = a.num("warmup", 5.0)?;
@@ -105,6 +107,7 @@ pub(crate) fn run(a: Args) -> Result<(), String> {
     });
     let params = Params {
         target,
+        tls,
         src_ips,
         concurrency,
         connect_timeout: Duration::from_secs_f64(connect_timeout),
@@ -165,6 +168,7 @@ pub(crate) fn run(a: Args) -> Result<(), String> {
 
 struct Params {
     target: Target,
+    tls: Option<tokio_rustls::TlsConnector>,
     src_ips: u8,
     concurrency: usize,
     connect_timeout: Duration,
@@ -195,6 +199,7 @@ async fn drive(p: &Params, shared: Arc<Shared>) -> (f64, u64) {
             i,
             src,
             p.target.clone(),
+            p.tls.clone(),
             wscfg,
             shared.clone(),
             sem.clone(),
@@ -237,10 +242,12 @@ async fn drive(p: &Params, shared: Arc<Shared>) -> (f64, u64) {
     (connect_s, (end - shared.t0).as_nanos() as u64)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn conn(
     i: usize,
     src: Option<IpAddr>,
     target: Target,
+    tls: Option<tokio_rustls::TlsConnector>,
     wscfg: WebSocketConfig,
     shared: Arc<Shared>,
     sem: Arc<Semaphore>,
@@ -280,11 +287,12 @@ async fn conn(
         }
     };
     // Boxed so the (large) handshake state does not stay in this long-lived task's future.
-    let hs = Box::pin(tokio_tungstenite::client_async_with_config(
-        target.url.as_str(),
-        tcp,
-        Some(wscfg),
-    ));
+    let hs = Box::pin(async {
+        let io = pagi_bench::tls::client(tls.as_ref(), tcp).await?;
+        tokio_tungstenite::client_async_with_config(target.url.as_str(), io, Some(wscfg))
+            .await
+            .map_err(std::io::Error::other)
+    });
     let mut ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, hs).await {
         Ok(Ok((ws, _))) => ws,
         Ok(Err(_)) => {

@@ -23,6 +23,9 @@ usage:
                   [--depth 1] [--secs 10] [--warmup 2] [--threads 1]
   pagi-bench idle --url ws://127.0.0.1:P/ [--conns 1000] [--secs 20] [--warmup 5]
                   [--src-ips 8] [--connect-concurrency 256] [--connect-timeout 120]
+  pagi-bench gencert DIR     (ca.pem, server.pem, server.key for wss:// runs)
+
+With wss://localhost:P/ both modes connect over TLS and need --ca DIR/ca.pem.
 
 Only loopback targets are accepted (127.0.0.0/8, ::1, localhost).
 echo: --warmup seconds run at full load but are not counted; the measured window follows.
@@ -36,6 +39,21 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let rest: Vec<String> = argv.collect();
+    if mode == "gencert" {
+        return match rest.first() {
+            Some(dir) => match pagi_bench::tls::gencert(std::path::Path::new(dir)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("pagi-bench: {e}");
+                    ExitCode::from(2)
+                }
+            },
+            None => {
+                eprintln!("pagi-bench: gencert needs a directory\n{USAGE}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let parsed = match args::Args::parse(&rest) {
         Ok(a) => a,
         Err(e) => {

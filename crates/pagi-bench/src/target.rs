@@ -8,19 +8,23 @@ pub(crate) struct Target {
     pub(crate) url: String,
     /// Resolved loopback address to connect to.
     pub(crate) addr: SocketAddr,
+    /// `wss://`: connect with TLS (trusting `--ca`).
+    pub(crate) tls: bool,
 }
 
-/// Parse `ws://host[:port][/path]` and refuse anything that is not loopback.
+/// Parse `ws[s]://host[:port][/path]` and refuse anything that is not loopback.
 pub(crate) fn parse(url: &str) -> Result<Target, String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("{url:?}: only ws:// URLs are supported"))?;
+    let (rest, tls) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+        (Some(r), _) => (r, false),
+        (_, Some(r)) => (r, true),
+        _ => return Err(format!("{url:?}: only ws:// and wss:// URLs are supported")),
+    };
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     if authority.is_empty() || authority.contains('@') {
         return Err(format!("{url:?}: bad host"));
     }
     let with_port = if authority.ends_with(']') || !authority.contains(':') {
-        format!("{authority}:80")
+        format!("{authority}:{}", if tls { 443 } else { 80 })
     } else {
         authority.to_owned()
     };
@@ -46,6 +50,7 @@ pub(crate) fn parse(url: &str) -> Result<Target, String> {
     Ok(Target {
         url: url.to_owned(),
         addr,
+        tls,
     })
 }
 

@@ -62,6 +62,7 @@ impl BufferBudget {
     /// How many more bytes a connection that holds `held` may take now: up
     /// to the soft mark for anyone, and up to [`SMALL_SHARE`] for a
     /// connection holding less, but never past the limit.
+    #[inline]
     fn room(&self, held: usize) -> usize {
         let used = self.used();
         if used >= self.limit {
@@ -109,6 +110,7 @@ impl Account {
     }
 
     /// The connection now holds `n` bytes.
+    #[inline]
     pub(crate) fn set(&mut self, n: usize) {
         if n == self.held {
             return;
@@ -118,6 +120,11 @@ impl Account {
         if n.abs_diff(self.published) < PUBLISH_STEP && !release {
             return;
         }
+        self.publish(n);
+    }
+
+    /// Put `n` into the shared total (and wake waiters if it fell enough).
+    fn publish(&mut self, n: usize) {
         let old = std::mem::replace(&mut self.published, n);
         let b = &*self.budget;
         if n >= old {
@@ -132,6 +139,7 @@ impl Account {
     }
 
     /// How many more bytes this connection may take now (see the module docs).
+    #[inline]
     pub(crate) fn room(&self) -> usize {
         self.budget.room(self.held)
     }

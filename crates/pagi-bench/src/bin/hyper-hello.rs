@@ -1,8 +1,10 @@
 //! Baseline: the HTTP floor. Raw hyper 1.x HTTP/1.1 (keep-alive) answering `hello` to every
-//! request. `hyper-hello ADDR` (default 127.0.0.1:8081); worker threads follow
+//! request. `hyper-hello ADDR [TLS_DIR]` (default 127.0.0.1:8081); with a `TLS_DIR` (see
+//! `pagi-bench gencert`) it serves HTTPS with tokio-rustls on aws-lc-rs. Worker threads follow
 //! `TOKIO_WORKER_THREADS`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,10 +19,16 @@ fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8081".to_owned());
+    let tls = match std::env::args().nth(2) {
+        Some(dir) => Some(Arc::new(
+            pagi_bench::tls::acceptor(std::path::Path::new(&dir)).map_err(std::io::Error::other)?,
+        )),
+        None => None,
+    };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(serve(addr))
+        .block_on(serve(addr, tls))
 }
 
 async fn hello(_req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -32,7 +40,7 @@ async fn hello(_req: Request<hyper::body::Incoming>) -> Result<Response<Full<Byt
     Ok(resp)
 }
 
-async fn serve(addr: String) -> std::io::Result<()> {
+async fn serve(addr: String, tls: Option<Arc<tokio_rustls::TlsAcceptor>>) -> std::io::Result<()> {
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("hyper-hello listening on {}", listener.local_addr()?);
     loop {
@@ -45,7 +53,11 @@ async fn serve(addr: String) -> std::io::Result<()> {
             }
         };
         let _ = stream.set_nodelay(true);
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let Ok(stream) = pagi_bench::tls::server(tls.as_deref(), stream).await else {
+                return;
+            };
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service_fn(hello))
                 .await;

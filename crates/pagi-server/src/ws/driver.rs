@@ -15,7 +15,7 @@ use pagi_ws::{Event, Session, State};
 use tokio::io::{AsyncReadExt, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
-use super::shared::{from_ws, Inner, Keepalive, WsShared};
+use super::shared::{from_ws, Half, Inner, Keepalive, WsShared};
 use crate::config::QueuePolicy;
 use crate::ctx::Ctx;
 use crate::listener::Io;
@@ -93,6 +93,7 @@ impl Timer {
         self.registered = false;
     }
 
+    #[inline]
     fn fired(&mut self, cx: &mut Context<'_>) -> bool {
         if self.registered && !self.sleep.is_elapsed() {
             return false;
@@ -134,10 +135,16 @@ impl Pinger {
         })
     }
 
+    #[inline]
     fn poll(&mut self, cx: &mut Context<'_>) -> PingDue {
         if !self.timer.fired(cx) {
             return PingDue::Nothing;
         }
+        self.due(cx)
+    }
+
+    /// The timer fired: what is due now, and the timer set for what is next.
+    fn due(&mut self, cx: &mut Context<'_>) -> PingDue {
         let now = Instant::now();
         if self.pong_due.is_some_and(|due| due <= now) {
             return PingDue::PongMissing;
@@ -241,6 +248,8 @@ impl<S: Io> Driver<S> {
             let shared = self.shared.clone();
             let mut guard = shared.lock();
             let inner = &mut *guard;
+            // The driver runs: whatever woke it is being looked at now.
+            inner.dirty &= !Half::Driver.bit();
             if inner.keepalive.generation != self.keepalive_gen {
                 self.apply_keepalive(inner.keepalive);
             }
@@ -256,16 +265,6 @@ impl<S: Io> Driver<S> {
             }
             self.close_if_app_finished(inner);
             let (mut progressed, mut gate) = self.parse(inner);
-            // Input read but not decoded counts against the same budgets.
-            let read_room = match self.read_room(inner) {
-                Ok(room) => room,
-                Err(full) => {
-                    if gate == Gate::Open {
-                        gate = full;
-                    }
-                    0
-                }
-            };
             if self.stage == Stage::FailureHeld
                 && (inner.inbound.is_empty() || inner.app_failed.is_some())
             {
@@ -317,16 +316,29 @@ impl<S: Io> Driver<S> {
             }
 
             // Read, unless something above says not to (TCP then pushes back).
+            // Input read but not decoded counts against the same budgets.
             if gate == Gate::Open {
-                match self.read(cx, read_room) {
-                    Ok(true) => progressed = true,
-                    Ok(false) => {}
-                    Err(reason) => {
-                        WsShared::set_ended(inner, 1006, reason);
-                        return Poll::Ready(());
-                    }
+                match self.read_room(inner) {
+                    Err(full) => gate = full,
+                    Ok(room) => match self.read(cx, room) {
+                        Ok(true) => progressed = true,
+                        Ok(false) => {}
+                        Err(reason) => {
+                            WsShared::set_ended(inner, 1006, reason);
+                            return Poll::Ready(());
+                        }
+                    },
                 }
             }
+            // Published under the lock, like the app's sends do: a stale
+            // count published after a newer one could leave backpressure
+            // engaged over an empty buffer (senders parked forever).
+            if progressed && gate != Gate::Yield {
+                self.shared.transport.set_buffered(buffered);
+                drop(guard);
+                continue;
+            }
+            // About to wait: publish what is held, and look at the timers.
             let held = self.rbuf.len() + inner.session.as_ref().map_or(0, Session::partial_len);
             inner.set_driver_held(held);
 
@@ -357,10 +369,8 @@ impl<S: Io> Driver<S> {
                 return Poll::Ready(());
             }
             let buffered = inner.session.as_ref().map_or(0, Session::buffered);
-            // Published under the lock, like the app's sends do: a stale
-            // count published after a newer one could leave backpressure
-            // engaged over an empty buffer (senders parked forever).
             if progressed && gate != Gate::Yield {
+                // A ping was queued.
                 self.shared.transport.set_buffered(buffered);
                 drop(guard);
                 continue;

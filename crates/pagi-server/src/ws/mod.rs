@@ -20,7 +20,7 @@ use crate::listener::{ConnInfo, Io};
 use crate::wire::handshake::{self, Refusal};
 use crate::wire::request::{header_has_token, request_head};
 use crate::wire::response::canned;
-use shared::{Decision, WsShared, WsSource};
+use shared::{Decision, Half, WsShared, WsSource};
 
 /// A response the upgrade path makes (the 101 has no body).
 type Answer = Response<Option<Bytes>>;
@@ -254,18 +254,22 @@ async fn session_task<I: Io>(
         let (mut app_done, mut socket_done) = (false, false);
         poll_fn(|cx| {
             shared.begin_poll(cx);
+            // The first round polls both halves (the wake may have come from
+            // either's socket or timer); later rounds only those woken since
+            // they last ran.
+            let mut todo = Half::BOTH;
             for _ in 0..MAX_ROUNDS {
-                if !app_done {
+                if !app_done && todo & Half::App.bit() != 0 {
                     app_done = app_part.as_mut().poll(cx).is_ready();
                 }
-                if !socket_done {
+                if !socket_done && todo & Half::Driver.bit() != 0 {
                     socket_done = socket_part.as_mut().poll(cx).is_ready();
                 }
-                let idle = shared.end_poll();
+                todo = shared.end_poll();
                 if app_done && socket_done {
                     return std::task::Poll::Ready(());
                 }
-                if idle {
+                if todo == 0 {
                     return std::task::Poll::Pending;
                 }
             }

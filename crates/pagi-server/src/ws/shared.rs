@@ -116,11 +116,13 @@ pub(crate) struct Inner {
     recv_waker: Option<Waker>,
     driver_waker: Option<Waker>,
     /// The session task (app + driver) is inside its poll loop, with this
-    /// waker. A wake aimed at that task is then turned into `dirty`, which
-    /// makes the loop poll both halves again, instead of a trip through the
-    /// scheduler (two per echoed message otherwise).
+    /// waker. A wake aimed at that task is then turned into a bit in
+    /// `WsShared::dirty`, which makes the loop poll that half again, instead
+    /// of a trip through the scheduler (two per echoed message otherwise).
     polling: Option<Waker>,
-    dirty: bool,
+    /// Which halves were woken while the session task was polling
+    /// (`Half::bit`s); each half clears its bit when it runs.
+    pub(crate) dirty: u8,
     handshake_waker: Option<Waker>,
 }
 
@@ -159,7 +161,7 @@ impl WsShared {
                 recv_waker: None,
                 driver_waker: None,
                 polling: None,
-                dirty: false,
+                dirty: 0,
                 handshake_waker: None,
             }),
             transport,
@@ -387,14 +389,27 @@ impl Inner {
     }
 }
 
+/// One half of a session task.
 #[derive(Clone, Copy)]
-enum Half {
+pub(crate) enum Half {
     App,
     Driver,
 }
 
+impl Half {
+    pub(crate) const BOTH: u8 = 0b11;
+
+    pub(crate) fn bit(self) -> u8 {
+        match self {
+            Half::App => 0b01,
+            Half::Driver => 0b10,
+        }
+    }
+}
+
 /// Wake the app's `receive` or the driver, unless the session task is
-/// polling right now and the waker is that task's: then mark it dirty.
+/// polling right now and the waker is that task's: then mark that half
+/// dirty.
 fn notify(inner: &mut Inner, half: Half) {
     let slot = match half {
         Half::App => &mut inner.recv_waker,
@@ -402,7 +417,7 @@ fn notify(inner: &mut Inner, half: Half) {
     };
     if let (Some(task), Some(w)) = (&inner.polling, slot.as_ref()) {
         if w.will_wake(task) {
-            inner.dirty = true;
+            inner.dirty |= half.bit();
             return;
         }
     }
@@ -413,25 +428,26 @@ impl WsShared {
     /// Enter the session task's poll loop.
     pub(crate) fn begin_poll(&self, cx: &Context<'_>) {
         let mut inner = self.lock();
-        inner.dirty = false;
+        inner.dirty = 0;
         inner.polling = Some(cx.waker().clone());
     }
 
-    /// Leave the poll loop unless something changed meanwhile (then the
-    /// caller polls both halves again).
-    pub(crate) fn end_poll(&self) -> bool {
+    /// Leave the poll loop unless a half was woken meanwhile and has not run
+    /// since: returns the halves to poll again (`Half::bit`s), zero when the
+    /// loop may end.
+    pub(crate) fn end_poll(&self) -> u8 {
         let mut inner = self.lock();
-        if std::mem::take(&mut inner.dirty) {
-            return false;
+        let dirty = std::mem::take(&mut inner.dirty);
+        if dirty == 0 {
+            inner.polling = None;
         }
-        inner.polling = None;
-        true
+        dirty
     }
 
     /// Leave the poll loop unconditionally (the caller re-wakes the task).
     pub(crate) fn end_poll_now(&self) {
         let mut inner = self.lock();
-        inner.dirty = false;
+        inner.dirty = 0;
         inner.polling = None;
     }
 }
@@ -490,6 +506,8 @@ pub(crate) struct WsSource(pub(crate) Arc<WsShared>);
 impl EventSource for WsSource {
     fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
         let mut inner = self.0.lock();
+        // The app runs: whatever woke it is being looked at now.
+        inner.dirty &= !Half::App.bit();
         if !inner.connect_delivered {
             inner.connect_delivered = true;
             return Poll::Ready(ReceiveEvent::WebSocketConnect);
