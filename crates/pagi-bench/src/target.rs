@@ -65,6 +65,9 @@ mod tests {
         assert!(parse("ws://127.3.4.5:1/x?y").is_ok());
         assert!(parse("ws://[::1]:9002/").is_ok());
         assert_eq!(parse("ws://127.0.0.1/").unwrap().addr.port(), 80);
+        let t = parse("wss://localhost:9443/").unwrap();
+        assert!(t.tls && t.addr.ip().is_loopback() && t.addr.port() == 9443);
+        assert_eq!(parse("wss://127.0.0.1/").unwrap().addr.port(), 443);
     }
 
     #[test]
@@ -72,7 +75,7 @@ mod tests {
         assert!(parse("ws://10.0.0.1:80/").is_err());
         assert!(parse("ws://8.8.8.8:80/").is_err());
         assert!(parse("ws://192.168.1.1/").is_err());
-        assert!(parse("wss://127.0.0.1:1/").is_err());
+        assert!(parse("wss://10.0.0.1:1/").is_err());
         assert!(parse("http://127.0.0.1:1/").is_err());
         assert!(parse("ws://user@127.0.0.1:1/").is_err());
         assert!(parse("ws:///").is_err());
