@@ -7,6 +7,8 @@
 - Behind nginx (a real reverse proxy, WebSocket upgrade configured, TLS terminated there):
   with --proxy-headers the app sees the original client and scheme, a WebSocket session runs
   through it, and a direct client forging X-Forwarded-For is not believed.
+- Socket activation as systemd does it: a listening socket passed as fd 3 with LISTEN_FDS=1
+  is served, and READY=1 / STOPPING=1 arrive on NOTIFY_SOCKET.
 
 Everything binds 127.0.0.x; every process started here is killed at the end.
 Usage: python check.py PAGI_SERVER_BINARY WORKDIR
@@ -229,6 +231,40 @@ def nginx_checks(paths):
           "the seed's session through nginx (wss at nginx, ws behind it)")
 
 
+def activation_checks():
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    port = lsock.getsockname()[1]
+    notify_path = os.path.join(WORK, "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(10)
+    fd = lsock.fileno()
+    env = dict(os.environ, LISTEN_FDS="1", NOTIFY_SOCKET=notify_path)
+    env.pop("LISTEN_PID", None)  # as for a manager that cannot know the pid in advance
+    log = open(os.path.join(WORK, "activation.log"), "w")
+    p = subprocess.Popen([BIN, "--app", "08", "-q"], env=env, stdout=log,
+                         stderr=subprocess.STDOUT, pass_fds=(fd,),
+                         preexec_fn=lambda: os.dup2(fd, 3), start_new_session=True)
+    PROCS.append(p)
+    lsock.close()
+    try:
+        ready = notify.recv(256).decode()
+    except socket.timeout:
+        ready = ""
+    check("READY=1" in ready, f"sd_notify: READY=1 once serving ({ready!r})")
+    rc, out = run(["curl", "-sS", f"http://127.0.0.1:{port}/"])
+    check(rc == 0 and "client: 127.0.0.1:" in out, "the inherited socket (LISTEN_FDS) is served")
+    os.killpg(p.pid, signal.SIGTERM)
+    try:
+        stopping = notify.recv(256).decode()
+    except socket.timeout:
+        stopping = ""
+    check("STOPPING=1" in stopping, f"sd_notify: STOPPING=1 when draining ({stopping!r})")
+    check(p.wait(timeout=15) == 0, "SIGTERM: exit status 0")
+
+
 def spki_hash(server_cert):
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
@@ -247,6 +283,7 @@ def main():
         tls_checks(paths, ca)
         unix_checks()
         nginx_checks(paths)
+        activation_checks()
     except Exception as e:  # a failure to even run a check is a failure
         check(False, f"{type(e).__name__}: {e}")
     finally:

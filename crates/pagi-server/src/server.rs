@@ -111,11 +111,10 @@ impl Server {
     /// cannot be bound, or if a certificate or key cannot be used.
     pub async fn bind(config: Config, app: SharedApp) -> Result<Server, Error> {
         let lifespan = crate::lifespan::startup(&app, &config).await?;
-        let mut inherited = listenfd::ListenFd::from_env();
         let listeners = config
             .listen
             .iter()
-            .map(|l| Listener::bind(l, config.backlog, &mut inherited))
+            .map(|l| Listener::bind(l, config.backlog))
             .collect::<Result<Vec<_>, _>>()?;
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let live = Arc::new(Live::default());

@@ -157,13 +157,8 @@ enum Socket {
 }
 
 impl Listener {
-    /// Bind (or adopt, for socket activation) one listener. `inherited` is
-    /// the process's socket-activation file descriptors.
-    pub(crate) fn bind(
-        listen: &Listen,
-        backlog: u32,
-        inherited: &mut listenfd::ListenFd,
-    ) -> Result<Listener, Error> {
+    /// Bind (or adopt, for socket activation) one listener.
+    pub(crate) fn bind(listen: &Listen, backlog: u32) -> Result<Listener, Error> {
         let tls = match &listen.tls {
             Some(cfg) => Some(tls::Acceptor::new(cfg)?),
             None => None,
@@ -173,7 +168,7 @@ impl Listener {
             ListenAddr::Unix { path, mode } => {
                 (Socket::Unix(bind_unix(path, *mode)?), Some(path.clone()))
             }
-            ListenAddr::Inherited(index) => (adopt(inherited, *index)?, None),
+            ListenAddr::Inherited(index) => (adopt(*index)?, None),
         };
         let local = match &socket {
             Socket::Tcp(l) => ServerAddr::Tcp(l.local_addr().map_err(Error::io)?),
@@ -256,9 +251,21 @@ fn bind_unix(path: &Path, mode: Option<u32>) -> Result<UnixListener, Error> {
     Ok(listener)
 }
 
+/// The socket-activation descriptors this process was given, read once
+/// (reading the environment consumes it, so that children do not inherit
+/// the variables).
+fn inherited() -> std::sync::MutexGuard<'static, listenfd::ListenFd> {
+    static FDS: std::sync::OnceLock<std::sync::Mutex<listenfd::ListenFd>> =
+        std::sync::OnceLock::new();
+    FDS.get_or_init(|| std::sync::Mutex::new(listenfd::ListenFd::from_env()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
 /// Take socket-activation descriptor `index` (systemd's `LISTEN_FDS`,
 /// counted from 0 = fd 3): a TCP or a Unix listening socket.
-fn adopt(inherited: &mut listenfd::ListenFd, index: usize) -> Result<Socket, Error> {
+fn adopt(index: usize) -> Result<Socket, Error> {
+    let mut inherited = inherited();
     let missing = || {
         Error::io(io::Error::new(
             io::ErrorKind::NotFound,
@@ -282,5 +289,5 @@ fn adopt(inherited: &mut listenfd::ListenFd, index: usize) -> Result<Socket, Err
 
 /// The number of socket-activation descriptors this process was given.
 pub(crate) fn inherited_count() -> usize {
-    listenfd::ListenFd::from_env().len()
+    inherited().len()
 }

@@ -201,7 +201,18 @@ struct Driver<S> {
 
 /// Run an accepted session on `stream` until it closes. `early` holds
 /// bytes the client sent right behind its handshake.
-pub(crate) async fn drive<S: Io>(stream: S, early: Bytes, shared: Arc<WsShared>, ctx: Arc<Ctx>) {
+///
+/// A plain function returning the future (not an `async fn`, whose state
+/// would keep a second copy of `stream` for the whole session: an argument
+/// slot besides the driver it moved into); the driver itself is boxed, so
+/// the session task's future holds a pointer to it. A TLS stream is over a
+/// kilobyte.
+pub(crate) fn drive<S: Io>(
+    stream: S,
+    early: Bytes,
+    shared: Arc<WsShared>,
+    ctx: &Ctx,
+) -> impl Future<Output = ()> + Send {
     let cfg = &ctx.config;
     // Copy, then drop at once: `early` is a slice of hyper's read buffer and
     // would otherwise pin that buffer (8 KiB+) for the whole session.
@@ -211,7 +222,7 @@ pub(crate) async fn drive<S: Io>(stream: S, early: Bytes, shared: Arc<WsShared>,
         BytesMut::from(&early[..])
     };
     drop(early);
-    let mut d = Driver {
+    let mut d = Box::new(Driver {
         stream,
         rbuf,
         shared: shared.clone(),
@@ -229,9 +240,11 @@ pub(crate) async fn drive<S: Io>(stream: S, early: Bytes, shared: Arc<WsShared>,
         close_deadline: None,
         read_size: READ_CHUNK,
         decode_left: 0,
-    };
-    poll_fn(|cx| d.poll(cx)).await;
-    finish(&shared);
+    });
+    async move {
+        poll_fn(|cx| d.poll(cx)).await;
+        finish(&shared);
+    }
 }
 
 fn finish(shared: &WsShared) {
@@ -315,6 +328,11 @@ impl<S: Io> Driver<S> {
                 gate = Gate::Output;
             }
 
+            // What decoding left over is published before the budget is
+            // asked for room: a stale figure would let a loop of reads
+            // overrun it.
+            let held = self.rbuf.len() + inner.session.as_ref().map_or(0, Session::partial_len);
+            inner.set_driver_held(held);
             // Read, unless something above says not to (TCP then pushes back).
             // Input read but not decoded counts against the same budgets.
             if gate == Gate::Open {

@@ -229,21 +229,30 @@ async fn session_task<I: Io>(
         shared.app_finished(result.is_err());
     };
     let socket_part = async {
-        match on_upgrade.await {
+        // The driver future is made before it is awaited, so that nothing
+        // of the upgrade (the stream, hyper's parts) stays in this task's
+        // state beside it.
+        let driver = match on_upgrade.await {
             Ok(upgraded) => match upgraded.downcast::<TokioIo<I>>() {
-                Ok(parts) => {
-                    driver::drive(
-                        parts.io.into_inner(),
-                        parts.read_buf,
-                        shared.clone(),
-                        ctx.clone(),
-                    )
-                    .await
+                Ok(parts) => Some(driver::drive(
+                    parts.io.into_inner(),
+                    parts.read_buf,
+                    shared.clone(),
+                    &ctx,
+                )),
+                Err(_) => {
+                    shared.end(1006, "server_error");
+                    None
                 }
-                Err(_) => shared.end(1006, "server_error"),
             },
             // Not upgraded: refused, denied, or the client left.
-            Err(_) => shared.end(1006, "client_closed"),
+            Err(_) => {
+                shared.end(1006, "client_closed");
+                None
+            }
+        };
+        if let Some(driver) = driver {
+            driver.await;
         }
     };
     // Poll both halves in one loop; a wake between them (a message for the
