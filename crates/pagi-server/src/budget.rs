@@ -13,10 +13,13 @@
 //!
 //! A session that got no room stops reading its socket (TCP then pushes back on the client)
 //! and registers with [`Account::wait`]; it is woken when the total falls below the soft mark.
+//! Each account has one registration slot (replaced on every wait, removed when the account is
+//! dropped), so closed connections leave no wakers behind.
 //! Grants are checked, not reserved, so two threads may each take the same room at once: the
 //! total can pass the limit by at most one decoding step per worker thread.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Waker};
 
@@ -31,10 +34,14 @@ pub(crate) struct BufferBudget {
     /// Three quarters of `limit`.
     soft: usize,
     used: AtomicUsize,
-    /// Sessions that found no room, to wake when the total falls below the soft mark.
-    waiters: Mutex<Vec<Waker>>,
+    /// Sessions that found no room, by account, to wake when the total falls below the soft
+    /// mark. (`used` and `waiting` are accessed `SeqCst`: a release that reads `waiting` as
+    /// false must be ordered before the waiter's own check of `used`, or both miss the wake.)
+    waiters: Mutex<HashMap<u64, Waker>>,
     /// Whether `waiters` is non-empty (checked without the lock on every release).
     waiting: AtomicBool,
+    /// The next account's id (its key in `waiters`).
+    next_id: AtomicU64,
 }
 
 impl BufferBudget {
@@ -45,18 +52,15 @@ impl BufferBudget {
             limit,
             soft: limit / 4 * 3,
             used: AtomicUsize::new(0),
-            waiters: Mutex::new(Vec::new()),
+            waiters: Mutex::new(HashMap::new()),
             waiting: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
         })
     }
 
     /// Bytes held on clients' behalf right now, over all connections.
     pub(crate) fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    fn soft(&self) -> usize {
-        self.soft
+        self.used.load(Ordering::SeqCst)
     }
 
     /// How many more bytes a connection that holds `held` may take now: up
@@ -76,11 +80,16 @@ impl BufferBudget {
 
     fn wake_waiters(&self) {
         let waiters = {
-            let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-            self.waiting.store(false, Ordering::Relaxed);
+            let mut w = self.lock_waiters();
+            self.waiting.store(false, Ordering::SeqCst);
             std::mem::take(&mut *w)
         };
-        waiters.into_iter().for_each(Waker::wake);
+        waiters.into_values().for_each(Waker::wake);
+    }
+
+    fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Waker>> {
+        // Nothing panics under this lock; recover rather than propagate.
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -98,14 +107,21 @@ pub(crate) struct Account {
     held: usize,
     /// What the shared total counts for it.
     published: usize,
+    /// This account's key in the budget's waiters.
+    id: u64,
+    /// Whether it may have a waker registered there (cleared on drop).
+    registered: bool,
 }
 
 impl Account {
     pub(crate) fn new(budget: Arc<BufferBudget>) -> Self {
+        let id = budget.next_id.fetch_add(1, Ordering::Relaxed);
         Account {
             budget,
             held: 0,
             published: 0,
+            id,
+            registered: false,
         }
     }
 
@@ -128,12 +144,12 @@ impl Account {
         let old = std::mem::replace(&mut self.published, n);
         let b = &*self.budget;
         if n >= old {
-            b.used.fetch_add(n - old, Ordering::Relaxed);
+            b.used.fetch_add(n - old, Ordering::SeqCst);
             return;
         }
-        let before = b.used.fetch_sub(old - n, Ordering::Relaxed);
+        let before = b.used.fetch_sub(old - n, Ordering::SeqCst);
         let after = before - (old - n);
-        if after < b.soft() && b.waiting.load(Ordering::Relaxed) {
+        if after < b.soft && b.waiting.load(Ordering::SeqCst) {
             b.wake_waiters();
         }
     }
@@ -145,16 +161,21 @@ impl Account {
     }
 
     /// Wake `cx`'s task once the total falls below the soft mark (call after `room` said 0).
-    pub(crate) fn wait(&self, cx: &Context<'_>) {
+    pub(crate) fn wait(&mut self, cx: &Context<'_>) {
         let b = &*self.budget;
-        let mut w = b.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        if !w.iter().any(|x| x.will_wake(cx.waker())) {
-            w.push(cx.waker().clone());
+        let mut w = b.lock_waiters();
+        match w.get_mut(&self.id) {
+            Some(old) if old.will_wake(cx.waker()) => {}
+            Some(old) => old.clone_from(cx.waker()),
+            None => {
+                w.insert(self.id, cx.waker().clone());
+            }
         }
-        b.waiting.store(true, Ordering::Relaxed);
+        b.waiting.store(true, Ordering::SeqCst);
         drop(w);
+        self.registered = true;
         // The total may have fallen between `room` and the registration.
-        if b.used() < b.soft() {
+        if b.used() < b.soft {
             b.wake_waiters();
         }
     }
@@ -163,6 +184,9 @@ impl Account {
 impl Drop for Account {
     fn drop(&mut self) {
         self.set(0);
+        if self.registered {
+            self.budget.lock_waiters().remove(&self.id);
+        }
     }
 }
 
@@ -242,7 +266,7 @@ mod tests {
     fn waiters_wake_when_the_total_falls_below_the_soft_mark() {
         let b = BufferBudget::new(1 << 20);
         let mut big = Account::new(b.clone());
-        let waiter = Account::new(b.clone());
+        let mut waiter = Account::new(b.clone());
         big.set(1 << 20);
         assert_eq!(waiter.room(), 0);
         let count = Arc::new(Count::default());
@@ -256,6 +280,25 @@ mod tests {
         // Registering when there is room already wakes at once.
         waiter.wait(&Context::from_waker(&waker));
         assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_dropped_account_leaves_no_waker_behind() {
+        let b = BufferBudget::new(1 << 20);
+        let mut big = Account::new(b.clone());
+        big.set(1 << 20);
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        for _ in 0..100 {
+            let mut waiter = Account::new(b.clone());
+            // Registering twice keeps one slot.
+            waiter.wait(&Context::from_waker(&waker));
+            waiter.wait(&Context::from_waker(&waker));
+            assert_eq!(b.lock_waiters().len(), 1);
+        }
+        assert!(b.lock_waiters().is_empty());
+        big.set(0);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "nobody left to wake");
     }
 
     #[test]

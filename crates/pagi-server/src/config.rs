@@ -55,6 +55,8 @@ pub enum ListenAddr {
     },
     /// Adopt an already listening socket passed by the service manager
     /// (systemd socket activation: `LISTEN_FDS`), by its index (0 is fd 3).
+    /// The descriptors are taken from the environment on first use (see
+    /// [`crate::inherited_sockets`]).
     Inherited(usize),
 }
 
@@ -146,7 +148,8 @@ pub struct Config {
     /// The `listen(2)` backlog of TCP listeners. Default 2048.
     pub backlog: u32,
     /// Time a TLS client gets to complete its handshake; then the connection
-    /// is closed (logged at debug). Default 10 s.
+    /// is closed (logged at debug). The same time, counted separately,
+    /// bounds reading a PROXY protocol header. Zero disables both. Default 10 s.
     pub tls_handshake_timeout: Duration,
     /// Reverse-proxy awareness. Default: no proxy headers, no PROXY
     /// protocol, trusted peers `127.0.0.1`.
@@ -164,7 +167,8 @@ pub struct Config {
     /// how long `lifespan.shutdown` may take. Default 30 s.
     pub shutdown_timeout: Duration,
     /// Concurrent connections. At the limit new connections get a canned
-    /// `503 Service Unavailable` with `Retry-After: 5` and are closed.
+    /// `503 Service Unavailable` with `Retry-After: 5` and are closed (on a
+    /// TLS listener, closed without a response: there is no session yet).
     /// Default: the process's open-file limit minus 64.
     pub max_connections: usize,
     /// Largest request body in bytes. A larger `Content-Length` gets 413
@@ -181,8 +185,8 @@ pub struct Config {
     /// keep-alive connection); at the limit the connection is closed.
     /// `None` disables it (and the timer it arms per request). Default 60 s.
     pub header_read_timeout: Option<Duration>,
-    /// Longest wait for the next byte of a request body the app is reading
-    /// (`--request-timeout`). At the limit the request ends: `408 Request
+    /// Longest an app waits in `receive` for the next byte of a request
+    /// body (`--request-timeout`; its own time between reads does not count). At the limit the request ends: `408 Request
     /// Timeout` if no response started, otherwise the connection is closed;
     /// the app's `receive` gives `http.disconnect` and `pagi.connection`
     /// reports `client_timeout`. `None` disables it. Default 60 s (like
@@ -204,8 +208,8 @@ pub struct Config {
     pub ws_max_receive_bytes: usize,
     /// Bytes all connections together may hold on clients' behalf (the same
     /// bytes as `ws_max_receive_bytes` counts, summed over connections).
-    /// Past three quarters of it only connections holding less than their
-    /// fair share keep reading; at it every connection stops reading (TCP
+    /// Past three quarters of it only connections holding less than 64 KiB
+    /// keep reading (up to 64 KiB); at it every connection stops reading (TCP
     /// pushes back on the clients) until apps drain their queues. The figure
     /// is [`crate::ServerHandle::buffered_bytes`]. Zero means no limit.
     /// Default 256 MiB.

@@ -13,7 +13,7 @@ use pagi::ServerAddr;
 use tokio::io::AsyncReadExt;
 
 use crate::ctx::{Activity, Ctx, LiveGuard, Phase};
-use crate::listener::{tls::Acceptor, ConnInfo, Io, Stream};
+use crate::listener::{tls::Acceptor, within, ConnInfo, Io, Stream};
 use crate::when_woken::WhenWoken;
 use crate::wire::proxy::{parse_proxy_header, ProxyError, ProxyHeader, ProxyParse};
 
@@ -27,17 +27,22 @@ pub(crate) async fn serve(
     live: LiveGuard,
 ) {
     let proxy = &ctx.config.proxy;
-    let trusted = proxy.trusted.trusts(peer.map(|p| p.ip()));
+    let mut trusted = proxy.trusted.trusts(peer.map(|p| p.ip()));
     let mut client = peer;
+    let limit = Some(ctx.config.tls_handshake_timeout).filter(|t| !t.is_zero());
     if proxy.protocol && trusted {
-        let limit = ctx.config.tls_handshake_timeout;
-        match tokio::time::timeout(limit, read_proxy_header(&mut stream)).await {
-            Ok(Ok(ProxyHeader::Proxied { source, .. })) => client = Some(source),
-            Ok(Ok(ProxyHeader::Local)) => {}
-            Ok(Err(ProxyError(why))) => {
+        match within(limit, read_proxy_header(&mut stream)).await {
+            Some(Ok(ProxyHeader::Proxied { source, .. })) => {
+                // The connection is now the source's: its forwarded
+                // headers count only if it is a trusted proxy itself.
+                client = Some(source);
+                trusted = proxy.trusted.trusts(Some(source.ip()));
+            }
+            Some(Ok(ProxyHeader::Local)) => {}
+            Some(Err(ProxyError(why))) => {
                 return tracing::debug!("connection {}: {why}", show(peer));
             }
-            Err(_) => {
+            None => {
                 return tracing::debug!("connection {}: no PROXY header in {limit:?}", show(peer));
             }
         }
@@ -50,19 +55,16 @@ pub(crate) async fn serve(
     };
     match tls {
         None => serve_http(stream, info, ctx, live).await,
-        Some(acceptor) => {
-            let limit = ctx.config.tls_handshake_timeout;
-            match acceptor.accept(stream, limit).await {
-                Ok((stream, tls_info)) => {
-                    let info = ConnInfo {
-                        tls: Some(Arc::new(tls_info.into_extension())),
-                        ..info
-                    };
-                    serve_http(stream, info, ctx, live).await
-                }
-                Err(why) => tracing::debug!("connection {}: {why}", show(peer)),
+        Some(acceptor) => match acceptor.accept(stream, limit).await {
+            Ok((stream, tls_info)) => {
+                let info = ConnInfo {
+                    tls: Some(Arc::new(tls_info.into_extension())),
+                    ..info
+                };
+                serve_http(stream, info, ctx, live).await
             }
-        }
+            Err(why) => tracing::debug!("connection {}: {why}", show(peer)),
+        },
     }
 }
 

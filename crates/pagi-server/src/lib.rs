@@ -53,6 +53,13 @@ pub use server::{Server, ServerHandle};
 /// How many listening sockets the service manager passed to this process
 /// (systemd socket activation: `LISTEN_FDS` for this `LISTEN_PID`); use them
 /// as [`ListenAddr::Inherited`]`(0..n)`.
+///
+/// The first call (or the first bind of an inherited listener) takes the
+/// descriptors and removes `LISTEN_FDS`/`LISTEN_PID` from the environment,
+/// so that child processes do not inherit them. Changing the environment
+/// races with other threads reading it (C's `getenv`), so a program that
+/// uses socket activation calls this before it starts a multi-threaded
+/// runtime, as `pagi-server` does.
 pub fn inherited_sockets() -> usize {
     listener::inherited_count()
 }

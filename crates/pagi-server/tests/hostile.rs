@@ -364,6 +364,10 @@ fn body_app(ends: mpsc::UnboundedSender<Option<String>>) -> pagi::SharedApp {
                 match receive.recv().await {
                     ReceiveEvent::HttpRequest { body, more } => {
                         n += body.len();
+                        if http.path == "/slow-app" {
+                            // The app's own work between reads.
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
                         if http.path == "/early" && n > 0 {
                             // Answer before the body is complete.
                             send.send(SendEvent::response_start(200, Vec::<(&str, &str)>::new()))
@@ -422,6 +426,29 @@ async fn a_stalled_request_body_gets_408_within_the_request_timeout() {
     }
     let resp = common::read_response(&mut s, &mut bytes::BytesMut::new()).await;
     assert_eq!((resp.status, resp.body_text()), (200, "5".to_owned()));
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn the_request_timeout_counts_only_the_apps_wait_not_its_work() {
+    let (tx, _ends) = mpsc::unbounded_channel();
+    let config = Config {
+        request_timeout: Some(Duration::from_millis(300)),
+        ..common::config()
+    };
+    let server = TestServer::start_with(config, body_app(tx)).await;
+    // The app works 500 ms on every chunk; the client sends the next one
+    // 200 ms after the app starts waiting for it (700 ms after the last).
+    let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"POST /slow-app HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\na")
+        .await
+        .unwrap();
+    for b in b"bc" {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        s.write_all(&[*b]).await.unwrap();
+    }
+    let resp = common::read_response(&mut s, &mut bytes::BytesMut::new()).await;
+    assert_eq!((resp.status, resp.body_text()), (200, "3".to_owned()));
     server.shutdown(STEP).await;
 }
 

@@ -195,6 +195,9 @@ impl TlsServer {
                 tls: Some(tls),
             }],
             tls_handshake_timeout: Duration::from_millis(500),
+            // No keepalive pings: a test of output must not be helped by
+            // the writes a ping makes.
+            ws_ping_interval: None,
             ..common::config()
         };
         let server = within(STEP, "bind", Server::bind(config, app))
@@ -480,4 +483,45 @@ async fn bad_certificate_files_fail_with_clear_errors() {
     };
     let err = Server::bind(config, report_app()).await.err().unwrap();
     assert!(err.to_string().contains("CA"), "{err}");
+}
+
+#[tokio::test]
+async fn the_end_of_a_large_message_reaches_a_slow_wss_client_without_further_sends() {
+    // TLS takes bytes the socket cannot take yet; only a flush sends them
+    // once the client reads. Nothing else is sent here (no pings, no more
+    // messages), so a missing flush would leave the tail behind forever.
+    let certs = Certs::new("wss-flush");
+    let big = vec![7u8; 1 << 20];
+    let payload = big.clone();
+    let app = pagi::app_fn(move |scope: Scope, mut receive: Receiver, send: Sender| {
+        let payload = payload.clone();
+        async move {
+            let Scope::WebSocket(_) = scope else {
+                return Err(pagi::unsupported_scope(&scope));
+            };
+            assert_eq!(receive.recv().await, ReceiveEvent::WebSocketConnect);
+            send.send(SendEvent::accept()).await?;
+            send.send(SendEvent::binary(payload)).await?;
+            while !receive.recv().await.is_disconnect() {}
+            Ok::<(), BoxError>(())
+        }
+    });
+    let server = TlsServer::start(certs.tls(ClientCertMode::None), app).await;
+    let stream = connect(&server, &certs.connector(None)).await.unwrap();
+    let (mut ws, _) = within(
+        STEP,
+        "WebSocket handshake",
+        tokio_tungstenite::client_async("wss://localhost/", stream),
+    )
+    .await
+    .unwrap();
+    // Let the server fill the socket and block.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = within(STEP, "the whole message", ws.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.into_data().len(), big.len());
+    ws.close(None).await.unwrap();
+    server.shutdown().await;
 }

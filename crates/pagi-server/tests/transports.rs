@@ -381,3 +381,61 @@ async fn the_proxy_protocol_is_not_expected_from_untrusted_peers() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     server.shutdown(STEP).await;
 }
+
+#[tokio::test]
+async fn behind_a_proxy_protocol_proxy_the_clients_own_forwarded_headers_are_not_believed() {
+    // The PROXY header's source (203.0.113.7) is an end client, not a
+    // trusted proxy: what it says in X-Forwarded-* is its own invention.
+    let server = start(
+        vec![Listen::tcp("127.0.0.1:0".parse().unwrap())],
+        proxy(true, true, "127.0.0.1,10.0.0.0/8"),
+        "",
+    )
+    .await;
+    let tcp = || TcpStream::connect(server.addr);
+    let forged = "X-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: https\r\n";
+    let report = ask(
+        tcp().await.unwrap(),
+        b"PROXY TCP4 203.0.113.7 127.0.0.1 56324 443\r\n",
+        forged,
+    )
+    .await;
+    assert_eq!(field(&report, "client"), "203.0.113.7:56324");
+    assert_eq!(field(&report, "scheme"), "http");
+    // A source that is itself a trusted proxy (an L7 proxy behind an L4
+    // one) is believed.
+    let report = ask(
+        tcp().await.unwrap(),
+        b"PROXY TCP4 10.0.0.5 127.0.0.1 56324 443\r\n",
+        forged,
+    )
+    .await;
+    assert_eq!(field(&report, "client"), "1.2.3.4:0");
+    assert_eq!(field(&report, "scheme"), "https");
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn a_socket_file_another_server_took_over_is_left_alone_at_shutdown() {
+    let path = socket_path("taken-over");
+    let server = start(
+        vec![Listen {
+            addr: ListenAddr::Unix {
+                path: path.clone(),
+                mode: None,
+            },
+            tls: None,
+        }],
+        ProxyConfig::default(),
+        "",
+    )
+    .await;
+    // An operator removed our socket file and started something else there.
+    std::fs::remove_file(&path).unwrap();
+    let other = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    server.shutdown(STEP).await;
+    assert!(path.exists(), "the other server's socket was removed");
+    assert!(std::os::unix::net::UnixStream::connect(&path).is_ok());
+    drop(other);
+    std::fs::remove_file(&path).unwrap();
+}

@@ -176,3 +176,41 @@ async fn full_queue_with_close_policy_closes_1008_queue_overflow() {
     drop(ws);
     server.shutdown(STEP).await;
 }
+
+#[tokio::test]
+async fn a_client_whose_messages_wait_for_a_slow_app_is_not_closed_for_missing_pongs() {
+    // Keepalive 300 ms / 300 ms; the app does not read for 2 s while the
+    // queue is full, so the server reads nothing (pongs included).
+    let (go_tx, go_rx) = oneshot::channel();
+    let (app, mut events) = reporting_app(
+        Some((Duration::from_millis(300), Some(Duration::from_millis(300)))),
+        Some(go_rx),
+    );
+    let config = Config {
+        ws_max_receive_queue: 2,
+        ..common::config()
+    };
+    let server = TestServer::start_with(config, app).await;
+    let mut ws = RawWs::connect(server.addr, "/").await;
+    for i in 0..20u32 {
+        ws.send(FIN | OP_TEXT, format!("m{i}").as_bytes()).await;
+    }
+    // A live client: it keeps sending (unsolicited) pongs, which wait
+    // unread behind its messages.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        ws.send(FIN | OP_PONG, b"").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    go_tx.send(()).unwrap();
+    for i in 0..20u32 {
+        let got = within(STEP, "message", events.recv()).await.unwrap();
+        assert_eq!(
+            got,
+            ReceiveEvent::WebSocketReceive(pagi::Message::Text(format!("m{i}"))),
+            "message {i}"
+        );
+    }
+    drop(ws);
+    server.shutdown(STEP).await;
+}

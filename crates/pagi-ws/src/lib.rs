@@ -34,5 +34,6 @@ mod utf8;
 
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use session::{
-    Event, Message, SendError, Session, SessionConfig, State, INFLATE_RATIO_FLOOR, PONG_BACKLOG,
+    is_valid_close_code, Event, Message, SendError, Session, SessionConfig, State,
+    INFLATE_RATIO_FLOOR, PONG_BACKLOG,
 };

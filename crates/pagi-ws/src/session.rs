@@ -242,7 +242,14 @@ enum Step {
     Fail(u16, &'static str),
 }
 
-fn is_valid_received_code(code: u16) -> bool {
+/// Whether `code` may appear in a Close frame on the wire (RFC 6455 §7.4):
+/// 1000–1003, 1007–1014 and 3000–4999.
+///
+/// ```
+/// assert!(pagi_ws::is_valid_close_code(1000) && pagi_ws::is_valid_close_code(4000));
+/// assert!(!pagi_ws::is_valid_close_code(1006));
+/// ```
+pub fn is_valid_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
@@ -466,7 +473,7 @@ impl Session {
             [_] => return Step::Fail(1002, "close frame with 1-byte payload"),
             [a, b, rest @ ..] => {
                 let code = u16::from_be_bytes([*a, *b]);
-                if !is_valid_received_code(code) {
+                if !is_valid_close_code(code) {
                     return Step::Fail(1002, "invalid close code");
                 }
                 match std::str::from_utf8(rest) {
@@ -527,10 +534,13 @@ impl Session {
                     input.advance(avail);
                     r
                 }
-                // Large payloads are split off the read buffer without copying; small ones are
-                // copied so that a message kept by the application does not pin the (larger)
-                // read buffer, which also stays reusable in place.
-                _ if avail >= ZERO_COPY_MIN => Message::Binary(input.split_to(avail).freeze()),
+                // Large payloads are split off the read buffer without copying; small ones, and
+                // those small next to the rest of the buffer, are copied, so that a message kept
+                // by the application pins at most four times its size (and the read buffer
+                // stays reusable in place).
+                _ if avail >= ZERO_COPY_MIN && avail.saturating_mul(4) >= input.capacity() => {
+                    Message::Binary(input.split_to(avail).freeze())
+                }
                 _ => {
                     let b = Bytes::copy_from_slice(&input[..avail]);
                     input.advance(avail);
@@ -780,7 +790,7 @@ impl Session {
         self.check_open()?;
         // Answer the last ping before the Close: nothing may follow it.
         self.flush_pending_pong();
-        if is_valid_received_code(code) {
+        if is_valid_close_code(code) {
             let mut end = reason.len().min(123);
             while !reason.is_char_boundary(end) {
                 end -= 1;

@@ -379,11 +379,15 @@ pub(crate) struct HttpSource {
     pub(crate) body_finished: bool,
     /// Speak `sse.request`/`sse.disconnect` instead of the http events.
     pub(crate) sse: bool,
-    /// `request_timeout`: the longest wait for the next body byte.
+    /// `request_timeout`: the longest the app waits for the next body byte.
     pub(crate) stall_limit: Option<Duration>,
-    /// Armed the first time the body makes the app wait (most bodies never
-    /// do: they arrive with the head), then reset by every chunk.
+    /// Made the first time the body makes the app wait (most bodies never
+    /// do: they arrive with the head).
     pub(crate) stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `stall` runs for the current wait: set when a wait starts
+    /// (the app's own time between reads is not the client's stall),
+    /// cleared when a chunk ends it.
+    pub(crate) stall_armed: bool,
 }
 
 impl EventSource for HttpSource {
@@ -427,6 +431,9 @@ impl HttpSource {
                     let stall = self
                         .stall
                         .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                    if !std::mem::replace(&mut self.stall_armed, true) {
+                        stall.as_mut().reset(tokio::time::Instant::now() + limit);
+                    }
                     if stall.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
@@ -449,9 +456,7 @@ impl HttpSource {
                     return Poll::Ready(ReceiveEvent::HttpDisconnect);
                 }
                 Poll::Ready(Some(Ok(frame))) => {
-                    if let (Some(stall), Some(limit)) = (&mut self.stall, self.stall_limit) {
-                        stall.as_mut().reset(tokio::time::Instant::now() + limit);
-                    }
+                    self.stall_armed = false;
                     let Ok(data) = frame.into_data() else {
                         continue; // request trailers are not part of PAGI
                     };

@@ -236,6 +236,7 @@ fn start_app(
         sse,
         stall_limit: cfg.request_timeout,
         stall: None,
+        stall_armed: false,
     });
     let (scope, sender) = if sse {
         if let Some(limit) = cfg.sse_idle_timeout {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use pagi::{Extensions, Headers, ServerAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -97,6 +98,17 @@ impl Io for Stream {
     }
 }
 
+/// `fut`'s output, or `None` if it takes longer than `limit` (if any).
+pub(crate) async fn within<F: std::future::Future>(
+    limit: Option<Duration>,
+    fut: F,
+) -> Option<F::Output> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
 /// What is known about a connection once it is accepted (and its PROXY
 /// protocol header and TLS handshake are done).
 #[derive(Clone, Debug)]
@@ -147,8 +159,34 @@ pub(crate) struct Listener {
     pub(crate) local: ServerAddr,
     /// TLS for its connections.
     pub(crate) tls: Option<tls::Acceptor>,
-    /// The socket file to remove when the listener goes (we made it).
-    unlink: Option<PathBuf>,
+    /// The socket file we made, removed when the listener goes (by its
+    /// drop: never read).
+    _socket_file: Option<SocketFile>,
+}
+
+/// A Unix socket file this process created: its path, and its identity
+/// (device, inode), so that the file is removed only if it is still ours
+/// (not one another server put at the same path since).
+struct SocketFile {
+    path: PathBuf,
+    id: (u64, u64),
+}
+
+impl SocketFile {
+    fn id_of(path: &Path) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| (m.dev(), m.ino()))
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if Self::id_of(&self.path) == Some(self.id) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 enum Socket {
@@ -163,10 +201,11 @@ impl Listener {
             Some(cfg) => Some(tls::Acceptor::new(cfg)?),
             None => None,
         };
-        let (socket, unlink) = match &listen.addr {
+        let (socket, socket_file) = match &listen.addr {
             ListenAddr::Tcp(addr) => (Socket::Tcp(bind_tcp(*addr, backlog)?), None),
             ListenAddr::Unix { path, mode } => {
-                (Socket::Unix(bind_unix(path, *mode)?), Some(path.clone()))
+                let (socket, file) = bind_unix(path, *mode)?;
+                (Socket::Unix(socket), Some(file))
             }
             ListenAddr::Inherited(index) => (adopt(*index)?, None),
         };
@@ -183,7 +222,7 @@ impl Listener {
             socket,
             local,
             tls,
-            unlink,
+            _socket_file: socket_file,
         })
     }
 
@@ -203,14 +242,6 @@ impl Listener {
     }
 }
 
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(path) = &self.unlink {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, Error> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
@@ -223,10 +254,10 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> Result<TcpListener, Error> {
     socket.listen(backlog).map_err(|e| Error::bind(addr, e))
 }
 
-/// Bind a Unix socket at `path`. A socket file left by a crashed run (no one
-/// accepts on it) is replaced; a live one, or a file that is not a socket,
-/// is an error.
-fn bind_unix(path: &Path, mode: Option<u32>) -> Result<UnixListener, Error> {
+/// Bind a Unix socket at `path`. A socket file left by a crashed run (a
+/// connect is refused) is replaced; a live one, one we cannot tell (e.g. no
+/// permission to connect), or a file that is not a socket, is an error.
+fn bind_unix(path: &Path, mode: Option<u32>) -> Result<(UnixListener, SocketFile), Error> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     let in_use = |msg: &str| {
         Error::bind_unix(
@@ -240,15 +271,29 @@ fn bind_unix(path: &Path, mode: Option<u32>) -> Result<UnixListener, Error> {
         }
         match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => return Err(in_use("another server is listening on it")),
-            Err(_) => std::fs::remove_file(path).map_err(|e| Error::bind_unix(path, e))?,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                std::fs::remove_file(path).map_err(|e| Error::bind_unix(path, e))?
+            }
+            Err(e) => return Err(Error::bind_unix(path, e)),
         }
     }
     let listener = UnixListener::bind(path).map_err(|e| Error::bind_unix(path, e))?;
+    let id = SocketFile::id_of(path).ok_or_else(|| {
+        Error::bind_unix(
+            path,
+            io::Error::other("the socket file vanished after bind"),
+        )
+    })?;
+    // From here on, an error removes the file again (the guard drops).
+    let file = SocketFile {
+        path: path.to_owned(),
+        id,
+    };
     if let Some(mode) = mode {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| Error::bind_unix(path, e))?;
     }
-    Ok(listener)
+    Ok((listener, file))
 }
 
 /// The socket-activation descriptors this process was given, read once

@@ -76,7 +76,7 @@ impl Acceptor {
     pub(crate) async fn accept<I>(
         &self,
         io: I,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<(TlsStream<I>, TlsInfo), String>
     where
         I: AsyncRead + AsyncWrite + Unpin,
@@ -89,10 +89,10 @@ impl Acceptor {
         let acceptor = tokio_rustls::TlsAcceptor::from(loaded.config.clone());
         // Boxed: the handshake's state is large and only needed here; the
         // connection task would otherwise keep room for it all its life.
-        let stream = match tokio::time::timeout(timeout, Box::pin(acceptor.accept(io))).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
-            Err(_) => return Err(format!("TLS handshake timed out after {timeout:?}")),
+        let stream = match super::within(timeout, Box::pin(acceptor.accept(io))).await {
+            Some(Ok(s)) => s,
+            Some(Err(e)) => return Err(format!("TLS handshake failed: {e}")),
+            None => return Err(format!("TLS handshake timed out after {timeout:?}")),
         };
         let info = TlsInfo::of(stream.get_ref().1, &loaded);
         Ok((stream, info))

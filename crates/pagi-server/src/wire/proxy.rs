@@ -125,7 +125,8 @@ pub(crate) struct Forwarded {
 /// `Forwarded` when present, `X-Forwarded-For` / `X-Forwarded-Proto`
 /// otherwise. Of the addresses the chain lists, the client is the last one
 /// (nearest to us) that is not itself a trusted proxy, or the first one if
-/// all are. A header that does not parse is ignored as a whole.
+/// all are; the scheme is `X-Forwarded-Proto`'s last value (the one our
+/// peer wrote). A header that does not parse is ignored as a whole.
 pub(crate) fn forwarded(headers: &Headers, trusted: &TrustedProxies) -> Forwarded {
     if headers.contains("forwarded") {
         return rfc7239(headers, trusted).unwrap_or_default();
@@ -142,10 +143,13 @@ pub(crate) fn forwarded(headers: &Headers, trusted: &TrustedProxies) -> Forwarde
                 .collect::<Option<Vec<_>>>()?;
             pick_client(&hops, trusted)
         });
+    // The rightmost value: the one our trusted peer wrote (a client can
+    // put anything to the left of it).
     let secure = headers
-        .get("x-forwarded-proto")
+        .get_all("x-forwarded-proto")
+        .last()
         .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| scheme_is_secure(v.split(',').next().unwrap_or("").trim()));
+        .and_then(|v| scheme_is_secure(v.rsplit(',').next().unwrap_or("").trim()));
     Forwarded { client, secure }
 }
 
@@ -588,6 +592,22 @@ mod tests {
             &t,
         );
         assert_eq!(f, Forwarded::default());
+    }
+
+    #[test]
+    fn x_forwarded_proto_is_the_value_our_peer_wrote() {
+        let t = trusted("127.0.0.1");
+        // A client's own value to the left of the proxy's is not believed.
+        let f = forwarded(&hdrs(&[("x-forwarded-proto", "https, http")]), &t);
+        assert_eq!(f.secure, Some(false));
+        let f = forwarded(
+            &hdrs(&[
+                ("x-forwarded-proto", "http"),
+                ("x-forwarded-proto", "https"),
+            ]),
+            &t,
+        );
+        assert_eq!(f.secure, Some(true));
     }
 
     #[test]

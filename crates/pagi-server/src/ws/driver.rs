@@ -27,6 +27,12 @@ use crate::listener::Io;
 /// drained.
 const READ_CHUNK: usize = 16 * 1024;
 const MAX_READ_CHUNK: usize = 128 * 1024;
+/// What each decoded event counts against `DECODE_PER_WAKE` besides its
+/// payload: a flood of empty messages or control frames is bounded too.
+const EVENT_COST: usize = 64;
+/// Leftover input up to this size is moved out of a larger read buffer
+/// when the driver goes to sleep (see `shrink_read_buffer`).
+const LEFTOVER_MAX: usize = 1024;
 /// Most slices handed to one `writev`.
 const MAX_SLICES: usize = 64;
 /// Most payload bytes (after decompression) decoded per wake-up of a
@@ -169,6 +175,18 @@ impl Pinger {
         }
     }
 
+    /// A pong could not be read in time because reads were paused: wait for
+    /// one again after the next ping.
+    fn excuse(&mut self, cx: &mut Context<'_>) {
+        self.pong_due = None;
+        let now = Instant::now();
+        if self.next_ping <= now {
+            self.next_ping = now + self.interval;
+        }
+        self.timer.reset(self.next_ping);
+        let _ = self.timer.fired(cx);
+    }
+
     fn pong(&mut self) {
         // The timer may still be set for the old pong deadline; it then
         // finds nothing due and moves on to the next ping.
@@ -197,6 +215,10 @@ struct Driver<S> {
     read_size: usize,
     /// Payload this wake-up may still decode (see `DECODE_PER_WAKE`).
     decode_left: usize,
+    /// Bytes were written since the last successful flush: a TLS stream may
+    /// hold them (its `poll_write` accepts data the socket would not take
+    /// yet), and only a flush pushes them out when the socket drains.
+    unflushed: bool,
 }
 
 /// Run an accepted session on `stream` until it closes. `early` holds
@@ -240,6 +262,7 @@ pub(crate) fn drive<S: Io>(
         close_deadline: None,
         read_size: READ_CHUNK,
         decode_left: 0,
+        unflushed: false,
     });
     async move {
         poll_fn(|cx| d.poll(cx)).await;
@@ -302,7 +325,10 @@ impl<S: Io> Driver<S> {
                     stream.poll_write_vectored(cx, &slices[..n])
                 };
                 match written {
-                    Poll::Ready(Ok(w)) if w > 0 => session.advance(w),
+                    Poll::Ready(Ok(w)) if w > 0 => {
+                        session.advance(w);
+                        self.unflushed = true;
+                    }
                     Poll::Ready(_) => {
                         WsShared::set_ended(inner, 1006, "write_error");
                         return Poll::Ready(());
@@ -311,6 +337,17 @@ impl<S: Io> Driver<S> {
                 }
             }
             let buffered = session.buffered();
+            if buffered == 0 && self.unflushed {
+                // Pending: the stream registered for writability.
+                match Pin::new(&mut self.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => self.unflushed = false,
+                    Poll::Ready(Err(_)) => {
+                        WsShared::set_ended(inner, 1006, "write_error");
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => {}
+                }
+            }
             if (session.state() != State::Open || self.stage == Stage::FailureHeld)
                 && self.close_deadline.is_none()
             {
@@ -322,6 +359,9 @@ impl<S: Io> Driver<S> {
                 self.shared.transport.set_buffered(0);
                 drop(guard);
                 self.stage = Stage::ShuttingDown;
+                // Shutting a TLS stream down first flushes what it holds:
+                // bounded like the rest of the close.
+                self.close_deadline = Some(Timer::after(self.close_timeout));
                 continue;
             }
             if gate == Gate::Open && buffered >= self.output_limit {
@@ -331,8 +371,7 @@ impl<S: Io> Driver<S> {
             // What decoding left over is published before the budget is
             // asked for room: a stale figure would let a loop of reads
             // overrun it.
-            let held = self.rbuf.len() + inner.session.as_ref().map_or(0, Session::partial_len);
-            inner.set_driver_held(held);
+            inner.set_driver_held(self.held(inner));
             // Read, unless something above says not to (TCP then pushes back).
             // Input read but not decoded counts against the same budgets.
             if gate == Gate::Open {
@@ -356,11 +395,19 @@ impl<S: Io> Driver<S> {
                 drop(guard);
                 continue;
             }
-            // About to wait: publish what is held, and look at the timers.
-            let held = self.rbuf.len() + inner.session.as_ref().map_or(0, Session::partial_len);
-            inner.set_driver_held(held);
+            // About to wait: keep no more read buffer than a partial frame
+            // needs, publish what is held, and look at the timers.
+            self.shrink_read_buffer();
+            inner.set_driver_held(self.held(inner));
 
-            // Timers.
+            // Timers. While reads are paused for the app or the budget, the
+            // client's pongs and traffic sit unread: that is not its silence.
+            let reads_paused = matches!(gate, Gate::AppQueue | Gate::Budget);
+            if reads_paused {
+                if let (Some(idle), Some(t)) = (&mut self.idle, self.idle_timeout) {
+                    idle.reset(Instant::now() + t);
+                }
+            }
             if let Some(pinger) = &mut self.pinger {
                 match pinger.poll(cx) {
                     PingDue::Nothing => {}
@@ -369,6 +416,7 @@ impl<S: Io> Driver<S> {
                         let _ = session.ping(Bytes::new());
                         progressed = true;
                     }
+                    PingDue::PongMissing if reads_paused => pinger.excuse(cx),
                     PingDue::PongMissing => {
                         tracing::warn!("WebSocket keepalive timeout - no pong received");
                         WsShared::set_ended(inner, 1006, "keepalive_timeout");
@@ -404,10 +452,6 @@ impl<S: Io> Driver<S> {
                 Gate::Yield => cx.waker().wake_by_ref(),
                 Gate::Open | Gate::Output => {}
             }
-            if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
-                // Idle: hand the read buffer back (to this thread's pool).
-                read_pool::give(std::mem::take(&mut self.rbuf));
-            }
             WsShared::set_driver_waker(inner, cx);
             self.shared.transport.set_buffered(buffered);
             drop(guard);
@@ -419,10 +463,14 @@ impl<S: Io> Driver<S> {
     /// server's budget have room for (the queue only once it holds
     /// something, as in `parse`); with no room, what waits on it.
     fn read_room(&self, inner: &Inner) -> Result<usize, Gate> {
-        let held = inner.inbound.bytes()
-            + self.rbuf.len()
-            + inner.session.as_ref().map_or(0, Session::partial_len);
-        let local = if inner.inbound.is_empty() {
+        let held = inner.inbound.bytes() + self.held(inner);
+        // Once our Close is out, input is only searched for the peer's
+        // Close and discarded: the app's queue does not limit it.
+        let open = inner
+            .session
+            .as_ref()
+            .is_some_and(|s| s.state() == State::Open);
+        let local = if inner.inbound.is_empty() || !open {
             usize::MAX
         } else {
             self.max_receive_bytes.saturating_sub(held)
@@ -431,6 +479,31 @@ impl<S: Io> Driver<S> {
             (0, _) => Err(Gate::AppQueue),
             (_, 0) => Err(Gate::Budget),
             (local, room) => Ok(local.min(room)),
+        }
+    }
+
+    /// What the driver holds outside the app's queue: the read buffer's
+    /// whole allocation (not just its unread bytes) and the message being
+    /// received.
+    fn held(&self, inner: &Inner) -> usize {
+        self.rbuf.capacity() + inner.session.as_ref().map_or(0, Session::partial_len)
+    }
+
+    /// Before the driver sleeps: an empty read buffer goes back to this
+    /// thread's pool (idle connections hold none), and a few leftover bytes
+    /// (a partial frame) move to a buffer of their own size, so a client
+    /// that stops mid-frame pins only what it sent.
+    fn shrink_read_buffer(&mut self) {
+        let len = self.rbuf.len();
+        if len == 0 {
+            if self.rbuf.capacity() > 0 {
+                read_pool::give(std::mem::take(&mut self.rbuf));
+            }
+            return;
+        }
+        if len <= LEFTOVER_MAX && self.rbuf.capacity() > 2 * LEFTOVER_MAX {
+            let small = BytesMut::from(&self.rbuf[..]);
+            read_pool::give(std::mem::replace(&mut self.rbuf, small));
         }
     }
 
@@ -528,6 +601,7 @@ impl<S: Io> Driver<S> {
                 return (progressed, if paused { gate } else { Gate::Open });
             };
             progressed = true;
+            self.decode_left = self.decode_left.saturating_sub(EVENT_COST);
             match event {
                 Event::Message(_) if count_full => overflow(inner),
                 Event::Message(m) => WsShared::push_inbound(inner, from_ws(m)),
@@ -580,7 +654,13 @@ impl<S: Io> Driver<S> {
     fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.stage == Stage::ShuttingDown {
             if Pin::new(&mut self.stream).poll_shutdown(cx).is_pending() {
-                return Poll::Pending;
+                // (A TLS stream flushes first; a peer that reads nothing
+                // must not keep the task alive.)
+                return if poll_timer(&mut self.close_deadline, cx) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                };
             }
             self.stage = Stage::Draining;
             self.rbuf = BytesMut::new();

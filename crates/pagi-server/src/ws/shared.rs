@@ -296,13 +296,14 @@ impl WsShared {
                     return Ok(());
                 }
                 Phase::Open => {
-                    if !valid_app_close_code(code) {
+                    if !pagi_ws::is_valid_close_code(code) {
                         return Err(SendError::new(format!(
                             "Invalid close code {code}: use 1000-1003, 1007-1014 or 3000-4999"
                         )));
                     }
                     let session = inner.session.as_mut().expect("open session");
-                    if session.close(code, truncate(&reason, 123)).is_ok() {
+                    // (The session cuts the reason to 123 bytes.)
+                    if session.close(code, &reason).is_ok() {
                         inner.local_close.get_or_insert((code, ""));
                     }
                     inner.session.as_ref().map_or(0, Session::buffered)
@@ -384,7 +385,7 @@ impl Inner {
     }
 
     /// Wake the driver once the server's budget has room again.
-    pub(crate) fn wait_for_budget(&self, cx: &Context<'_>) {
+    pub(crate) fn wait_for_budget(&mut self, cx: &Context<'_>) {
         self.account.wait(cx);
     }
 }
@@ -472,23 +473,6 @@ pub(crate) fn from_ws(m: pagi_ws::Message) -> Message {
     }
 }
 
-/// Codes an app may put in a Close frame (RFC 6455 §7.4).
-fn valid_app_close_code(code: u16) -> bool {
-    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
-}
-
-/// At most `max` bytes, cut at a character boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 /// The shared state is the app's `send` for a websocket scope.
 impl EventSink for WsShared {
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
@@ -530,28 +514,5 @@ impl EventSource for WsSource {
             _ => inner.recv_waker = Some(cx.waker().clone()),
         }
         Poll::Pending
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn close_reason_is_cut_at_a_char_boundary() {
-        let s = "é".repeat(100); // 200 bytes
-        let t = truncate(&s, 123);
-        assert!(t.len() <= 123 && t.is_char_boundary(t.len()));
-        assert_eq!(truncate("short", 123), "short");
-    }
-
-    #[test]
-    fn reserved_close_codes_are_refused() {
-        for c in [0, 999, 1004, 1005, 1006, 1015, 2000, 5000] {
-            assert!(!valid_app_close_code(c), "{c}");
-        }
-        for c in [1000, 1001, 1011, 3000, 4999] {
-            assert!(valid_app_close_code(c), "{c}");
-        }
     }
 }
