@@ -176,14 +176,21 @@ pub struct Config {
     /// request (413 if no response started; the app sees `http.disconnect`).
     /// Default 10 MB.
     pub max_body_size: u64,
-    /// Largest request head (request line + headers) in bytes; beyond it the
-    /// client gets 431. Minimum 8192. Default 64 KiB.
+    /// Largest request head (request line, header lines and the blank line)
+    /// in bytes, counted exactly; beyond it the client gets `431` and the
+    /// connection closes. Default 64 KiB.
     pub max_header_size: usize,
-    /// Most request headers; beyond it the client gets 431. Default 100.
+    /// Longest request line (method, target and version) in bytes; beyond
+    /// it the client gets `414 URI Too Long` and the connection closes.
+    /// Default 8192 (RFC 9112 §3 asks for at least 8000).
+    pub max_request_line: usize,
+    /// Most request header lines; beyond it the client gets `431` and the
+    /// connection closes. Default 100.
     pub max_header_count: usize,
-    /// Time allowed to receive a request head (also bounds an idle
-    /// keep-alive connection); at the limit the connection is closed.
-    /// `None` disables it (and the timer it arms per request). Default 60 s.
+    /// A connection that starts no new request for this long is closed: it
+    /// bounds idle keep-alive connections and slow request heads alike
+    /// (one timer per connection checks it, so the close comes between one
+    /// and two periods). `None` disables it. Default 60 s.
     pub header_read_timeout: Option<Duration>,
     /// Longest an app waits in `receive` for the next byte of a request
     /// body (`--request-timeout`; its own time between reads does not count). At the limit the request ends: `408 Request
@@ -249,6 +256,53 @@ pub struct Config {
     /// permessage-deflate policy (RFC 7692). Default on, no server context
     /// takeover (no compressor memory kept between messages).
     pub ws_deflate: DeflateConfig,
+    /// The access log: one line per request, and per WebSocket session or
+    /// event stream when it ends. Default off in the library (the
+    /// `pagi-server` command line turns it on, to stderr).
+    pub access_log: Option<AccessLogConfig>,
+}
+
+/// Where and how the access log is written.
+///
+/// ```
+/// use pagi_server::{AccessLogConfig, LogTarget};
+/// let log = AccessLogConfig {
+///     target: LogTarget::File("/var/log/pagi/access.log".into()),
+///     format: "combined".into(),
+/// };
+/// assert_eq!(AccessLogConfig::default().format, "clf");
+/// # let _ = log;
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessLogConfig {
+    /// Where the lines go. Default stderr.
+    pub target: LogTarget,
+    /// A preset (`clf`, `combined`, `common`, `tiny`) or a format of atoms:
+    /// `%h` client address, `%l` `%u` `-`, `%t` time, `%r` request line,
+    /// `%m` method, `%U` path, `%q` `?query`, `%H` protocol, `%s` status,
+    /// `%b` body bytes (`-` for none), `%B` body bytes, `%d` seconds
+    /// (`0.001`), `%D` microseconds, `%T` seconds, `%{ms}T` `%{us}T`
+    /// `%{s}T` duration in a unit, `%{Name}i` a request header, `%%`.
+    /// Default `clf`: `%h - - [%t] "%m %U%q" %s %ds`.
+    pub format: String,
+}
+
+impl Default for AccessLogConfig {
+    fn default() -> Self {
+        AccessLogConfig {
+            target: LogTarget::Stderr,
+            format: "clf".into(),
+        }
+    }
+}
+
+/// Where access log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    /// The process's standard error.
+    Stderr,
+    /// Appended to this file (created if missing).
+    File(PathBuf),
 }
 
 impl Default for Config {
@@ -268,6 +322,7 @@ impl Default for Config {
             max_connections: default_max_connections(),
             max_body_size: 10_000_000,
             max_header_size: 64 * 1024,
+            max_request_line: 8192,
             max_header_count: 100,
             header_read_timeout: Some(Duration::from_secs(60)),
             request_timeout: Some(Duration::from_secs(60)),
@@ -285,6 +340,7 @@ impl Default for Config {
             sse_idle_timeout: None,
             ws_close_timeout: Duration::from_secs(5),
             ws_deflate: DeflateConfig::default(),
+            access_log: None,
         }
     }
 }

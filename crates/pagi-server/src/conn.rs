@@ -1,23 +1,25 @@
 //! One connection from accept to close: its PROXY protocol header and TLS
-//! handshake when its listener wants them, then hyper's HTTP/1.1 connection
-//! with the watchdog and the drain. Generic over the byte stream, so plain
-//! TCP, Unix sockets and TLS share every line after the handshake.
+//! handshake when its listener wants them, then HTTP/1.1 (`crate::http1`).
+//! Generic over the byte stream, so plain TCP, Unix sockets and TLS share
+//! every line after the handshake.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
 use pagi::ServerAddr;
 use tokio::io::AsyncReadExt;
 
-use crate::ctx::{Activity, Ctx, LiveGuard, Phase};
-use crate::listener::{tls::Acceptor, within, ConnInfo, Io, Stream};
-use crate::when_woken::WhenWoken;
+use crate::ctx::{Ctx, LiveGuard};
+use crate::listener::{tls::Acceptor, within, ConnInfo, Stream};
 use crate::wire::proxy::{parse_proxy_header, ProxyError, ProxyHeader, ProxyParse};
 
-/// Serve one accepted connection until it closes.
+/// Serve one accepted connection until it closes (`live` counts it until
+/// then).
+///
+/// Each connection's task holds this future, so what it keeps across
+/// awaits is kept small: the HTTP/1.1 connection's state is boxed (a
+/// stream is not held here while it is served), and a TLS stream goes from
+/// the handshake straight into that box.
 pub(crate) async fn serve(
     mut stream: Stream,
     peer: Option<SocketAddr>,
@@ -31,7 +33,9 @@ pub(crate) async fn serve(
     let mut client = peer;
     let limit = Some(ctx.config.tls_handshake_timeout).filter(|t| !t.is_zero());
     if proxy.protocol && trusted {
-        match within(limit, read_proxy_header(&mut stream)).await {
+        // Boxed, like the TLS handshake: a passing stage should not grow
+        // the future every connection keeps.
+        match Box::pin(within(limit, read_proxy_header(&mut stream))).await {
             Some(Ok(ProxyHeader::Proxied { source, .. })) => {
                 // The connection is now the source's: its forwarded
                 // headers count only if it is a trusted proxy itself.
@@ -54,17 +58,40 @@ pub(crate) async fn serve(
         tls: None,
     };
     match tls {
-        None => serve_http(stream, info, ctx, live).await,
-        Some(acceptor) => match acceptor.accept(stream, limit).await {
-            Ok((stream, tls_info)) => {
-                let info = ConnInfo {
-                    tls: Some(Arc::new(tls_info.into_extension())),
-                    ..info
-                };
-                serve_http(stream, info, ctx, live).await
+        None => crate::http1::serve(stream, info, ctx).await,
+        Some(acceptor) => {
+            let handshake = Box::pin(tls_handshake(acceptor, stream, limit, info, ctx));
+            if let Some(served) = handshake.await {
+                served.await;
             }
-            Err(why) => tracing::debug!("connection {}: {why}", show(peer)),
-        },
+        }
+    }
+    drop(live);
+}
+
+/// The TLS handshake, and the HTTP/1.1 connection over its stream (not yet
+/// polled). Its own function, so that the handshake's result (a TLS stream
+/// and its report, kilobytes) is never a local of `serve`, whose future
+/// every connection holds for its whole life.
+async fn tls_handshake(
+    acceptor: Acceptor,
+    stream: Stream,
+    limit: Option<std::time::Duration>,
+    info: ConnInfo,
+    ctx: Arc<Ctx>,
+) -> Option<impl std::future::Future<Output = ()> + Send> {
+    match acceptor.accept(stream, limit).await {
+        Ok((stream, tls_info)) => {
+            let info = ConnInfo {
+                tls: Some(Arc::new(tls_info.into_extension())),
+                ..info
+            };
+            Some(crate::http1::serve(stream, info, ctx))
+        }
+        Err(why) => {
+            tracing::debug!("connection {}: {why}", show(info.client));
+            None
+        }
     }
 }
 
@@ -89,64 +116,4 @@ async fn read_proxy_header(stream: &mut Stream) -> Result<ProxyHeader, ProxyErro
 
 fn show(peer: Option<SocketAddr>) -> String {
     peer.map_or_else(|| "unix".to_owned(), |p| p.to_string())
-}
-
-/// hyper's HTTP/1.1 connection over `io`, with the watchdog and the drain.
-async fn serve_http<I: Io>(io: I, info: ConnInfo, ctx: Arc<Ctx>, _live: LiveGuard) {
-    let peer = show(info.client);
-    let mut phase = ctx.phase.clone();
-    let activity = Arc::new(Activity::default());
-    let service = crate::http::Service::<I>::new(ctx.clone(), info, activity.clone());
-    let conn = http1::Builder::new()
-        .max_buf_size(ctx.config.max_header_size.max(8192))
-        .max_headers(ctx.config.max_header_count)
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    tokio::pin!(conn);
-    // The watchdog (instead of hyper's per-request header timer, which
-    // costs a timer per request): a connection that neither completed nor
-    // was serving a request for a whole period is closed. That bounds idle
-    // keep-alive connections and slow request heads alike (period..2x).
-    let period = ctx.config.header_read_timeout;
-    let watchdog = tokio::time::sleep(period.unwrap_or(Duration::from_secs(3600)));
-    tokio::pin!(watchdog);
-    let mut watchdog = WhenWoken::new(watchdog);
-    {
-        // Polled on every wake-up of this task (at least once per request):
-        // wrapped, like the watchdog, so that it costs an atomic swap
-        // instead of the watch channel's lock.
-        let draining = async { phase.wait_for(|p| *p >= Phase::Draining).await.map(drop) };
-        tokio::pin!(draining);
-        let mut draining = WhenWoken::new(draining);
-        let mut seen = 0;
-        loop {
-            tokio::select! {
-                biased;
-                res = conn.as_mut() => return log_conn_end(&peer, res),
-                _ = &mut draining => break,
-                () = &mut watchdog, if period.is_some() => {
-                    let started = activity.started();
-                    if started == seen && activity.in_flight() == 0 {
-                        tracing::debug!("connection {peer}: no request for {period:?}, closing");
-                        return;
-                    }
-                    seen = started;
-                    let next = tokio::time::Instant::now() + period.unwrap_or_default();
-                    watchdog.update(|sleep| sleep.as_mut().reset(next));
-                }
-            }
-        }
-    }
-    // Draining: finish the request in flight, then close (no keep-alive).
-    conn.as_mut().graceful_shutdown();
-    tokio::select! {
-        res = conn.as_mut() => log_conn_end(&peer, res),
-        _ = phase.wait_for(|p| *p == Phase::Stopped) => {}
-    }
-}
-
-fn log_conn_end(peer: &str, res: Result<(), hyper::Error>) {
-    if let Err(e) = res {
-        tracing::debug!("connection {peer}: {e}");
-    }
 }

@@ -3,13 +3,18 @@
 //! (the server waits on it) and the buffer budget. Nothing here touches a
 //! socket.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use pagi::{SharedApp, State};
 use tokio::sync::{watch, Notify};
 
+use crate::access_log::AccessLog;
 use crate::budget::BufferBudget;
+use crate::when_woken::WhenWoken;
 use crate::Config;
 
 /// Where the server is in its life; connections watch it.
@@ -31,6 +36,7 @@ pub(crate) struct Ctx {
     pub(crate) live: Arc<Live>,
     /// Bytes held on clients' behalf, process-wide (`max_buffered_bytes`).
     pub(crate) budget: Arc<BufferBudget>,
+    pub(crate) access_log: Option<AccessLog>,
 }
 
 /// The count of live connections (including apps still running after
@@ -73,36 +79,40 @@ impl Drop for LiveGuard {
     }
 }
 
-/// Requests on one HTTP connection, for its watchdog.
-#[derive(Default)]
-pub(crate) struct Activity {
-    started: AtomicU64,
-    in_flight: AtomicUsize,
+/// A connection's view of the server's phase: ready once per change,
+/// and cheap to poll meanwhile (see [`WhenWoken`]).
+pub(crate) struct PhaseWatch {
+    next: WhenWoken<Pin<Box<dyn Future<Output = Phase> + Send>>>,
+    rx: watch::Receiver<Phase>,
 }
 
-impl Activity {
-    /// Requests started so far.
-    pub(crate) fn started(&self) -> u64 {
-        self.started.load(Ordering::Relaxed)
+impl PhaseWatch {
+    pub(crate) fn new(ctx: &Ctx) -> PhaseWatch {
+        PhaseWatch {
+            next: WhenWoken::new(Self::after(ctx.phase.clone(), Phase::Running)),
+            rx: ctx.phase.clone(),
+        }
     }
 
-    /// Requests not finished yet.
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+    fn after(
+        mut rx: watch::Receiver<Phase>,
+        now: Phase,
+    ) -> Pin<Box<dyn Future<Output = Phase> + Send>> {
+        Box::pin(async move {
+            match rx.wait_for(|p| *p > now).await {
+                Ok(p) => *p,
+                // The server is gone: as good as stopped.
+                Err(_) => Phase::Stopped,
+            }
+        })
     }
 
-    pub(crate) fn begin(self: &Arc<Self>) -> RequestGuard {
-        self.started.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        RequestGuard(self.clone())
-    }
-}
-
-/// One request in flight (until its response body is done).
-pub(crate) struct RequestGuard(Arc<Activity>);
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    /// The new phase, once it moved on from the last one seen.
+    pub(crate) fn poll_change(&mut self, cx: &mut Context<'_>) -> Poll<Phase> {
+        let phase = std::task::ready!(Pin::new(&mut self.next).poll(cx));
+        if phase < Phase::Stopped {
+            self.next = WhenWoken::new(Self::after(self.rx.clone(), phase));
+        }
+        Poll::Ready(phase)
     }
 }

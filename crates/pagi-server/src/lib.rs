@@ -29,6 +29,7 @@
 //! # }
 //! ```
 
+mod access_log;
 mod app_poll;
 mod budget;
 mod config;
@@ -36,16 +37,20 @@ mod conn;
 mod ctx;
 mod error;
 mod http;
+mod http1;
 mod lifespan;
 mod listener;
+mod read_pool;
 mod server;
+mod timer;
 mod when_woken;
 mod wire;
 mod ws;
 
+pub use access_log::InvalidLogFormat;
 pub use config::{
-    ClientCertMode, Config, DeflateConfig, InvalidTrustedProxies, LifespanMode, Listen, ListenAddr,
-    ProxyConfig, QueuePolicy, TlsConfig, TrustedProxies,
+    AccessLogConfig, ClientCertMode, Config, DeflateConfig, InvalidTrustedProxies, LifespanMode,
+    Listen, ListenAddr, LogTarget, ProxyConfig, QueuePolicy, TlsConfig, TrustedProxies,
 };
 pub use error::Error;
 pub use server::{Server, ServerHandle};

@@ -12,6 +12,7 @@ use pagi::{ServerAddr, SharedApp};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
+use crate::access_log::AccessLog;
 use crate::budget::BufferBudget;
 use crate::ctx::{Ctx, Live, Phase};
 use crate::lifespan::Lifespan;
@@ -116,6 +117,13 @@ impl Server {
             .iter()
             .map(|l| Listener::bind(l, config.backlog))
             .collect::<Result<Vec<_>, _>>()?;
+        let access_log = match &config.access_log {
+            Some(cfg) => Some(
+                AccessLog::start(cfg)
+                    .map_err(|e| Error::startup(format!("cannot open the access log: {e}")))?,
+            ),
+            None => None,
+        };
         let (phase_tx, phase_rx) = watch::channel(Phase::Running);
         let live = Arc::new(Live::default());
         let budget = BufferBudget::new(config.max_buffered_bytes);
@@ -133,6 +141,7 @@ impl Server {
             phase: phase_rx,
             live,
             budget,
+            access_log,
         });
         Ok(Server {
             listeners,
@@ -199,6 +208,9 @@ impl Server {
         }
         if let Some(l) = lifespan {
             l.shutdown(timeout).await;
+        }
+        if let Some(log) = &ctx.access_log {
+            log.flush(Duration::from_secs(1));
         }
         Ok(())
     }

@@ -1,12 +1,10 @@
 //! A future that is polled only after its own waker fired.
 //!
-//! A connection task selects over hyper's connection, the server's phase
-//! (a watch channel) and its watchdog timer, and `select!` polls every
-//! branch on every wake-up of the task, that is at least once per request.
-//! Polling a watch receiver that has nothing new still takes a lock, and
-//! polling a timer that has not fired still checks its deadline and waker;
-//! wrapped in [`WhenWoken`], such a branch costs one atomic swap per
-//! wake-up until it was really notified.
+//! An HTTP/1.1 connection task looks at the server's phase (a watch
+//! channel) on every wake-up, that is at least once per request. Polling a
+//! watch receiver that has nothing new still takes a lock; wrapped in
+//! [`WhenWoken`], it costs one atomic swap per wake-up until it was really
+//! notified.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -56,15 +54,6 @@ impl<F: Future + Unpin> WhenWoken<F> {
             signal,
             task: None,
         }
-    }
-}
-
-impl<F> WhenWoken<F> {
-    /// Change the wrapped future (e.g. reset a timer); its next poll then
-    /// happens on the next poll of `self`, so it registers its new state.
-    pub(crate) fn update(&mut self, f: impl FnOnce(&mut F)) {
-        f(&mut self.fut);
-        self.signal.woken.store(true, Ordering::Release);
     }
 }
 
@@ -148,20 +137,6 @@ mod tests {
         let w = probe.waker.lock().unwrap().take().unwrap();
         w.wake();
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the task was woken");
-        assert!(Pin::new(&mut f).poll(&mut cx).is_ready());
-        assert_eq!(probe.polls.load(Ordering::SeqCst), 2);
-    }
-
-    #[test]
-    fn an_updated_future_is_polled_again_without_a_wake() {
-        let probe = Arc::new(Probe::default());
-        let mut f = WhenWoken::new(ProbeFut(probe.clone()));
-        let task = Waker::from(Arc::new(TaskWakes::default()));
-        let mut cx = Context::from_waker(&task);
-        assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
-        assert!(Pin::new(&mut f).poll(&mut cx).is_pending());
-        assert_eq!(probe.polls.load(Ordering::SeqCst), 1);
-        f.update(|p| p.0.ready.store(true, Ordering::SeqCst));
         assert!(Pin::new(&mut f).poll(&mut cx).is_ready());
         assert_eq!(probe.polls.load(Ordering::SeqCst), 2);
     }

@@ -1,9 +1,14 @@
-//! One HTTP request/response exchange: the app's receive source, its send
-//! sink, and the response body hyper pulls from. The app future is driven
-//! from inside hyper's connection task (no task per request); if hyper drops
-//! it early (client gone, or the app still running after the response
-//! ended) the rest of the app is moved to a task of its own, where its
-//! `receive` returns `http.disconnect` and its sends are no-ops.
+//! One HTTP request/response exchange between an app and its connection:
+//! the app's `receive` (the request body, then the disconnect), its `send`
+//! (the response), and the state the connection reads and feeds. Nothing
+//! here touches a socket: the connection hands request body pieces in when
+//! the app asks for them, and takes the response head and body out.
+//!
+//! The app future is polled from the connection's own task (no task per
+//! request); if the connection lets go of it early (client gone, response
+//! done while the app still works), the rest of the app moves to a task
+//! of its own, where its `receive` returns the disconnect and its sends
+//! are no-ops.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -13,16 +18,50 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
-use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper::body::Incoming;
+use http::StatusCode;
 use pagi::{
     Body, BoxError, BoxFuture, Connection, EventSink, EventSource, Headers, ReceiveEvent,
     SendError, SendEvent, Transport,
 };
 
-use crate::ctx::{LiveGuard, RequestGuard};
-use crate::wire::response::{header_map, response_head, Head};
+use crate::ctx::LiveGuard;
+use crate::wire::response::{check_final_status, check_headers, check_trailers};
+
+/// The app's response head, checked.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    pub(crate) status: u16,
+    pub(crate) headers: Headers,
+    /// `http.response.trailers` will follow the body.
+    pub(crate) trailers: bool,
+}
+
+/// An open file to send as (the rest of) the body.
+#[derive(Debug)]
+pub(crate) struct FileBody {
+    pub(crate) file: std::fs::File,
+    pub(crate) offset: u64,
+    pub(crate) len: u64,
+}
+
+/// One piece of response output, in order.
+#[derive(Debug)]
+pub(crate) enum Out {
+    Data(Bytes),
+    File(FileBody),
+    Trailers(Headers),
+}
+
+impl Out {
+    /// Body bytes it stands for.
+    fn len(&self) -> u64 {
+        match self {
+            Out::Data(b) => b.len() as u64,
+            Out::File(f) => f.len,
+            Out::Trailers(_) => 0,
+        }
+    }
+}
 
 /// How far the app got with its response.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -38,131 +77,89 @@ enum Progress {
 
 /// Whether the exchange still talks to the client.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Link {
+pub(crate) enum Link {
     #[default]
     Open,
-    /// The client is gone, or the exchange was abandoned: sends are no-ops.
+    /// The server is shutting down: the app's `receive` says so
+    /// (`server_shutdown`) while its sends still go out, so it can finish
+    /// its response.
+    Notified,
+    /// The stream is being ended cleanly by the server (an SSE stream at
+    /// shutdown): what is queued goes out, then the end; the app's sends
+    /// are no-ops.
+    Ending,
+    /// The client is gone, or the exchange was abandoned: sends are no-ops
+    /// and queued output is dropped.
     Closed,
-    /// The server gave up on the request because of the client (413: body
-    /// too large, 408: body stalled). This status answers it if no response
-    /// started; otherwise the connection is cut.
-    Refused(StatusCode),
+    /// The server gave up on the request because of the client (400: bad
+    /// framing, 408: body stalled, 413: body too large). This status
+    /// answers it if no response started; otherwise the connection is cut.
+    Refused(StatusCode, &'static str),
+}
+
+/// The request body between the connection and the app's `receive`.
+#[derive(Debug, Default)]
+enum Input {
+    /// Nothing asked for, nothing waiting.
+    #[default]
+    Idle,
+    /// The app waits for body bytes: the connection reads them.
+    Wanted,
+    /// A piece for the app; `last` when it ends the body.
+    Ready { data: Bytes, last: bool },
+    /// All of the body went to the app.
+    Finished,
 }
 
 #[derive(Default)]
 struct Inner {
-    head: Option<Head>,
+    head: Option<ResponseHead>,
     progress: Progress,
     link: Link,
-    frames: Frames,
-    /// The task polling the app (service future or response body).
+    out: VecDeque<Out>,
+    /// Body bytes in `out` (files count their length).
+    out_bytes: u64,
+    /// Bytes the connection took from `out` but has not written yet.
+    in_flight: u64,
+    input: Input,
+    /// The connection's task (to read body, or write what was queued).
     driver: Option<Waker>,
-    /// An app waiting in `receive` for the end of the exchange.
+    /// An app waiting in `receive`.
     receiver: Option<Waker>,
     /// SSE keepalive: interval and the comment to send; `keepalive_gen`
-    /// tells the response body it changed.
+    /// tells the connection it changed.
     keepalive: Option<(Duration, Bytes)>,
     keepalive_gen: u64,
     /// SSE: `sse_idle_timeout`, and when the app last sent something.
     idle_limit: Option<Duration>,
     last_send: Option<tokio::time::Instant>,
-    /// The request's header map, emptied, for the response head: hyper
-    /// keeps a response's map for parsing the next request, so one
-    /// allocation serves a keep-alive connection's every request.
-    spare_headers: Option<HeaderMap>,
 }
 
 impl Inner {
-    /// The state of a fresh exchange, field by field (the pattern names
-    /// every field, so a new one cannot be forgotten): cheaper than dropping
-    /// and rebuilding it, and the frame queue keeps its room.
-    fn reset(&mut self, spare: HeaderMap) {
-        let Inner {
-            head,
-            progress,
-            link,
-            frames,
-            driver,
-            receiver,
-            keepalive,
-            keepalive_gen,
-            idle_limit,
-            last_send,
-            spare_headers,
-        } = self;
-        *head = None;
-        *progress = Progress::NotStarted;
-        *link = Link::Open;
-        frames.clear();
-        *driver = None;
-        *receiver = None;
-        *keepalive = None;
-        *keepalive_gen = 0;
-        *idle_limit = None;
-        *last_send = None;
-        *spare_headers = Some(spare);
-    }
-
     fn wake_driver(&mut self) {
         if let Some(w) = self.driver.take() {
             w.wake();
         }
     }
-}
 
-/// The response frames queued for hyper, in order, and the bytes of their
-/// data. The first one is held inline: most responses are a single body
-/// chunk, which then costs no allocation. (Bounded by the transport's
-/// watermarks, like every send.)
-#[derive(Default)]
-struct Frames {
-    first: Option<Frame<Bytes>>,
-    rest: VecDeque<Frame<Bytes>>,
-    bytes: usize,
-}
-
-impl Frames {
-    fn push_back(&mut self, f: Frame<Bytes>) {
-        if let Some(d) = f.data_ref() {
-            self.bytes += d.len();
-        }
-        if self.first.is_none() {
-            self.first = Some(f);
-        } else {
-            self.rest.push_back(f);
+    fn wake_receiver(&mut self) {
+        if let Some(w) = self.receiver.take() {
+            w.wake();
         }
     }
 
-    fn pop_front(&mut self) -> Option<Frame<Bytes>> {
-        let f = self.first.take()?;
-        self.first = self.rest.pop_front();
-        if let Some(d) = f.data_ref() {
-            self.bytes -= d.len();
-        }
-        Some(f)
+    fn push(&mut self, out: Out) {
+        self.out_bytes += out.len();
+        self.out.push_back(out);
     }
 
-    fn clear(&mut self) {
-        self.first = None;
-        self.rest.clear();
-        self.bytes = 0;
-    }
-
-    fn is_empty(&self) -> bool {
-        self.first.is_none()
-    }
-
-    /// Data bytes queued.
-    fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    fn all_data(&self) -> bool {
-        self.first.iter().chain(&self.rest).all(Frame::is_data)
+    /// What `buffered_amount` says: queued here plus taken, not written.
+    fn buffered(&self) -> usize {
+        usize::try_from(self.out_bytes + self.in_flight).unwrap_or(usize::MAX)
     }
 }
 
-/// State shared by the source, the sink and the response body.
+/// State shared by the app's handles and the connection.
 pub(crate) struct Exchange {
     inner: Mutex<Inner>,
     pub(crate) conn: Connection,
@@ -171,83 +168,147 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    /// The exchange for the next request on a connection: `last` (the
-    /// previous request's) reset in place if nothing else holds it any more
-    /// (its app and response are done), or a new one. A keep-alive
-    /// connection then reuses one set of allocations for all its requests.
-    ///
-    /// `spare_headers` (the request's map, emptied) is kept for the response
-    /// head.
-    pub(crate) fn recycle(
-        last: Option<Arc<Self>>,
-        high_water: usize,
-        low_water: usize,
-        protocol: &'static str,
-        spare_headers: HeaderMap,
-    ) -> Arc<Self> {
-        if let Some(mut last) = last {
-            if let Some(ex) = Arc::get_mut(&mut last) {
-                if ex.conn.reset() && ex.transport.reset() {
-                    ex.inner
-                        .get_mut()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .reset(spare_headers);
-                    ex.protocol = protocol;
-                    return last;
-                }
-            }
-        }
+    /// A new exchange; `protocol` (`http` or `sse`) words the app's errors.
+    pub(crate) fn new(transport: Transport, protocol: &'static str) -> Arc<Self> {
         Arc::new(Exchange {
-            inner: Mutex::new(Inner {
-                spare_headers: Some(spare_headers),
-                ..Inner::default()
-            }),
+            inner: Mutex::new(Inner::default()),
             conn: Connection::new(),
-            transport: Transport::new(high_water, low_water),
+            transport,
             protocol,
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing panics under this lock; recover rather than propagate.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The status the server answers with because it gave up on the request
-    /// (413, 408), if it did.
-    pub(crate) fn refusal(&self) -> Option<StatusCode> {
-        match self.lock().link {
-            Link::Refused(status) => Some(status),
-            _ => None,
-        }
+    // ---- the connection's side ------------------------------------------
+
+    /// The link's state.
+    pub(crate) fn link(&self) -> Link {
+        self.lock().link
     }
 
-    /// The client went away (or the exchange was abandoned).
+    /// The client went away (or the exchange was abandoned), for `reason`.
     pub(crate) fn close(&self, reason: &str) {
         self.end(Link::Closed, reason);
     }
 
     /// The server gives up on the request because of the client: `status`
     /// answers it unless a response started (then the connection is cut).
-    pub(crate) fn refuse(&self, status: StatusCode, reason: &str) {
-        self.end(Link::Refused(status), reason);
+    pub(crate) fn refuse(&self, status: StatusCode, why: &'static str, reason: &str) {
+        self.end(Link::Refused(status, why), reason);
     }
 
     fn end(&self, link: Link, reason: &str) {
+        // The reason is set before the state flips (the spec's order).
+        self.conn.disconnect(reason);
         let wakers = {
             let mut inner = self.lock();
-            if inner.link == Link::Open {
+            if matches!(inner.link, Link::Open | Link::Notified | Link::Ending) {
                 inner.link = link;
             }
-            inner.frames.clear();
+            inner.out.clear();
+            inner.out_bytes = 0;
             [inner.driver.take(), inner.receiver.take()]
         };
-        self.conn.disconnect(reason);
         self.transport.close();
         wakers.into_iter().flatten().for_each(Waker::wake);
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
-        self.lock().link != Link::Open
+    /// The server is shutting down. The app's `receive` reports the
+    /// disconnect (`server_shutdown`). An event stream (`end_now`) is ended
+    /// cleanly after what is queued; a response the app is still streaming
+    /// may be finished by the app.
+    pub(crate) fn shut_down(&self, end_now: bool) {
+        self.conn.disconnect("server_shutdown");
+        let mut inner = self.lock();
+        if !matches!(inner.link, Link::Open) {
+            return;
+        }
+        if end_now {
+            inner.link = Link::Ending;
+            inner.progress = Progress::Done;
+        } else {
+            inner.link = Link::Notified;
+        }
+        inner.wake_receiver();
+        inner.wake_driver();
+    }
+
+    /// The response head, once the app started it (taken once).
+    pub(crate) fn take_head(&self) -> Option<ResponseHead> {
+        self.lock().head.take()
+    }
+
+    /// Whether the app queued its whole body (and trailers), and how many
+    /// bytes that body has if it is all data in the queue.
+    pub(crate) fn queued_length(&self) -> (bool, Option<u64>) {
+        let inner = self.lock();
+        let done = inner.progress == Progress::Done;
+        let all_data = inner.out.iter().all(|o| matches!(o, Out::Data(_)));
+        (done, (done && all_data).then_some(inner.out_bytes))
+    }
+
+    /// Hand the queued output, in order, to `each` (the connection); it
+    /// counts as in flight until the connection says it was written.
+    /// Returns whether the body (and trailers) are all queued.
+    pub(crate) fn take_output(&self, mut each: impl FnMut(Out)) -> bool {
+        let mut inner = self.lock();
+        while let Some(out) = inner.out.pop_front() {
+            each(out);
+        }
+        inner.in_flight += std::mem::take(&mut inner.out_bytes);
+        inner.progress == Progress::Done
+    }
+
+    /// The response went out entirely: the request is complete, and the
+    /// app's `receive` now returns the disconnect.
+    pub(crate) fn finish(&self) {
+        self.conn.mark_complete();
+        let mut inner = self.lock();
+        if matches!(inner.link, Link::Open | Link::Notified | Link::Ending) {
+            inner.link = Link::Closed;
+        }
+        inner.in_flight = 0;
+        self.transport.set_buffered(0);
+        inner.wake_receiver();
+    }
+
+    /// The connection wrote some of what it holds: `in_flight` is left.
+    pub(crate) fn set_in_flight(&self, in_flight: u64) {
+        let mut inner = self.lock();
+        inner.in_flight = in_flight;
+        self.transport.set_buffered(inner.buffered());
+    }
+
+    /// Register the connection's task for the app's next step (a head, a
+    /// body piece, a wish for request body).
+    pub(crate) fn watch(&self, cx: &Context<'_>) {
+        store(&mut self.lock().driver, cx);
+    }
+
+    /// Whether the app waits for request body.
+    pub(crate) fn wants_body(&self) -> bool {
+        matches!(self.lock().input, Input::Wanted)
+    }
+
+    /// Whether a body piece is waiting for the app (the connection then
+    /// reads no more).
+    pub(crate) fn body_pending(&self) -> bool {
+        matches!(self.lock().input, Input::Ready { .. })
+    }
+
+    /// Hand the app a piece of request body (`last` ends it).
+    pub(crate) fn give_body(&self, data: Bytes, last: bool) {
+        let mut inner = self.lock();
+        debug_assert!(!matches!(
+            inner.input,
+            Input::Ready { .. } | Input::Finished
+        ));
+        inner.input = Input::Ready { data, last };
+        inner.wake_receiver();
     }
 
     pub(crate) fn set_keepalive(&self, interval: Duration, comment: Bytes) {
@@ -262,14 +323,30 @@ impl Exchange {
         self.lock().idle_limit = Some(limit);
     }
 
+    /// SSE: queue the keepalive comment when due; true when the app sent
+    /// nothing for `sse_idle_timeout`.
+    pub(crate) fn poll_sse_timers(&self, timers: &mut SseTimers, cx: &mut Context<'_>) -> bool {
+        let mut inner = self.lock();
+        timers.poll_keepalive(&mut inner, cx);
+        timers.idle_expired(&inner, cx)
+    }
+
+    // ---- the app's side -------------------------------------------------
+
+    pub(crate) fn is_closed(&self) -> bool {
+        !matches!(self.lock().link, Link::Open | Link::Notified)
+    }
+
     pub(crate) fn start(
         &self,
         status: u16,
         headers: Headers,
         trailers: bool,
     ) -> Result<(), SendError> {
+        check_final_status(status)?;
+        check_headers(&headers)?;
         let mut inner = self.lock();
-        if inner.link != Link::Open {
+        if !matches!(inner.link, Link::Open | Link::Notified) {
             return Ok(());
         }
         if inner.progress != Progress::NotStarted {
@@ -278,10 +355,12 @@ impl Exchange {
                 self.protocol
             )));
         }
-        let map = inner.spare_headers.take().unwrap_or_default();
-        let head = response_head(status, headers, map)?;
         inner.progress = Progress::Body { trailers };
-        inner.head = Some(head);
+        inner.head = Some(ResponseHead {
+            status,
+            headers,
+            trailers,
+        });
         if inner.idle_limit.is_some() {
             inner.last_send = Some(tokio::time::Instant::now());
         }
@@ -290,9 +369,11 @@ impl Exchange {
         Ok(())
     }
 
-    pub(crate) fn push_body(&self, chunk: Bytes, more: bool) -> Result<(), SendError> {
+    /// Queue a body piece; `more == false` ends the body (unless trailers
+    /// were announced).
+    pub(crate) fn push_body(&self, body: Out, more: bool) -> Result<(), SendError> {
         let mut inner = self.lock();
-        if inner.link != Link::Open {
+        if !matches!(inner.link, Link::Open | Link::Notified) {
             return Ok(());
         }
         let trailers = match inner.progress {
@@ -309,8 +390,8 @@ impl Exchange {
                 ))
             }
         };
-        if !chunk.is_empty() {
-            inner.frames.push_back(Frame::data(chunk));
+        if body.len() > 0 {
+            inner.push(body);
         }
         if inner.idle_limit.is_some() {
             inner.last_send = Some(tokio::time::Instant::now());
@@ -320,13 +401,14 @@ impl Exchange {
         }
         inner.wake_driver();
         // Published under the lock so counts arrive in order.
-        self.transport.set_buffered(inner.frames.bytes());
+        self.transport.set_buffered(inner.buffered());
         Ok(())
     }
 
     fn push_trailers(&self, headers: Headers) -> Result<(), SendError> {
+        check_trailers(&headers)?;
         let mut inner = self.lock();
-        if inner.link != Link::Open {
+        if !matches!(inner.link, Link::Open | Link::Notified) {
             return Ok(());
         }
         if inner.progress != (Progress::Body { trailers: true }) {
@@ -334,12 +416,62 @@ impl Exchange {
                 "http.response.trailers without http.response.start trailers=1",
             ));
         }
-        let map = header_map(headers, false, HeaderMap::new())?;
-        inner.frames.push_back(Frame::trailers(map));
+        inner.push(Out::Trailers(headers));
         inner.progress = Progress::Done;
         inner.wake_driver();
         Ok(())
     }
+
+    /// The app returned: a response it started is complete.
+    pub(crate) fn app_returned(&self) {
+        let mut inner = self.lock();
+        if matches!(inner.progress, Progress::Body { .. }) {
+            inner.progress = Progress::Done;
+            inner.wake_driver();
+        }
+    }
+}
+
+fn store(slot: &mut Option<Waker>, cx: &Context<'_>) {
+    match slot {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => *slot = Some(cx.waker().clone()),
+    }
+}
+
+/// Open what an `http.response.body` with `file` or `fh` names: the send
+/// fails at once for a file that cannot be opened or read (the spec's
+/// rule). An offset past the end sends nothing.
+fn open_body(body: Body) -> Result<Out, SendError> {
+    let (file, offset, length) = match body {
+        Body::Bytes(b) => return Ok(Out::Data(b)),
+        Body::File {
+            path,
+            offset,
+            length,
+        } => {
+            let file = std::fs::File::open(&path)
+                .map_err(|e| SendError::new(format!("Cannot open file {}: {e}", path.display())))?;
+            (file, offset, length)
+        }
+        Body::Handle {
+            file,
+            offset,
+            length,
+        } => (file, offset, length),
+        _ => return Err(SendError::new("unsupported response body")),
+    };
+    let meta = file
+        .metadata()
+        .map_err(|e| SendError::new(format!("Cannot stat file: {e}")))?;
+    if !meta.is_file() {
+        return Err(SendError::new(
+            "Cannot send a file body: not a regular file",
+        ));
+    }
+    let available = meta.len().saturating_sub(offset);
+    let len = length.map_or(available, |l| l.min(available));
+    Ok(Out::File(FileBody { file, offset, len }))
 }
 
 /// The exchange is the app's `send` for an http scope.
@@ -355,12 +487,12 @@ impl EventSink for Exchange {
                 headers,
                 trailers,
             } => self.start(status, headers, trailers),
-            SendEvent::HttpResponseBody { body, more } => match body {
-                Body::Bytes(b) => self.push_body(b, more),
-                _ => Err(SendError::new(
-                    "file and fh response bodies are not supported by this server yet",
-                )),
-            },
+            SendEvent::HttpResponseBody { body, more } => {
+                // A file is the last body event (the spec's rule).
+                let is_file = !matches!(body, Body::Bytes(_));
+                let out = open_body(body)?;
+                self.push_body(out, more && !is_file)
+            }
             SendEvent::HttpResponseTrailers { headers } => self.push_trailers(headers),
             SendEvent::HttpFullflush => Err(SendError::new("Extension not enabled: fullflush")),
             other => Err(SendError::unrecognized(&other, "http")),
@@ -368,26 +500,24 @@ impl EventSink for Exchange {
     }
 }
 
-/// The app's `receive` for an http exchange: the request body as
-/// `http.request` events, then `http.disconnect` once the response is done
-/// or the client is gone.
+/// The app's `receive` for an exchange: the request body as `http.request`
+/// (`sse.request`) events, then `http.disconnect` (`sse.disconnect`) once
+/// the response is done or the client is gone.
 pub(crate) struct HttpSource {
-    pub(crate) body: Incoming,
     pub(crate) ex: Arc<Exchange>,
-    pub(crate) limit: u64,
-    pub(crate) read: u64,
-    pub(crate) body_finished: bool,
     /// Speak `sse.request`/`sse.disconnect` instead of the http events.
     pub(crate) sse: bool,
-    /// `request_timeout`: the longest the app waits for the next body byte.
-    pub(crate) stall_limit: Option<Duration>,
-    /// Made the first time the body makes the app wait (most bodies never
-    /// do: they arrive with the head).
-    pub(crate) stall: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Whether `stall` runs for the current wait: set when a wait starts
-    /// (the app's own time between reads is not the client's stall),
-    /// cleared when a chunk ends it.
-    pub(crate) stall_armed: bool,
+    body_finished: bool,
+}
+
+impl HttpSource {
+    pub(crate) fn new(ex: Arc<Exchange>, sse: bool) -> Self {
+        HttpSource {
+            ex,
+            sse,
+            body_finished: false,
+        }
+    }
 }
 
 impl EventSource for HttpSource {
@@ -410,70 +540,36 @@ impl EventSource for HttpSource {
 
 impl HttpSource {
     fn poll_http(&mut self, cx: &mut Context<'_>) -> Poll<ReceiveEvent> {
-        loop {
-            if self.body_finished {
-                let mut inner = self.ex.lock();
-                if inner.link != Link::Open || inner.progress == Progress::Done {
-                    return Poll::Ready(ReceiveEvent::HttpDisconnect);
-                }
-                inner.receiver = Some(cx.waker().clone());
-                return Poll::Pending;
+        let mut inner = self.ex.lock();
+        if inner.link != Link::Open {
+            self.body_finished = true;
+            return Poll::Ready(ReceiveEvent::HttpDisconnect);
+        }
+        if self.body_finished {
+            // Until the response is out (`finish`) or the client leaves.
+            store(&mut inner.receiver, cx);
+            return Poll::Pending;
+        }
+        match std::mem::take(&mut inner.input) {
+            Input::Ready { data, last } => {
+                inner.input = if last { Input::Finished } else { Input::Idle };
+                self.body_finished = last;
+                Poll::Ready(ReceiveEvent::HttpRequest {
+                    body: data,
+                    more: !last,
+                })
             }
-            if self.ex.is_closed() {
+            Input::Finished => {
+                inner.input = Input::Finished;
                 self.body_finished = true;
-                continue;
+                drop(inner);
+                self.poll_http(cx)
             }
-            match Pin::new(&mut self.body).poll_frame(cx) {
-                Poll::Pending => {
-                    let Some(limit) = self.stall_limit else {
-                        return Poll::Pending;
-                    };
-                    let stall = self
-                        .stall
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                    if !std::mem::replace(&mut self.stall_armed, true) {
-                        stall.as_mut().reset(tokio::time::Instant::now() + limit);
-                    }
-                    if stall.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    tracing::debug!("request body stalled for {limit:?}: closing");
-                    self.body_finished = true;
-                    self.ex
-                        .refuse(StatusCode::REQUEST_TIMEOUT, "client_timeout");
-                    return Poll::Ready(ReceiveEvent::HttpDisconnect);
-                }
-                Poll::Ready(None) => {
-                    self.body_finished = true;
-                    return Poll::Ready(ReceiveEvent::HttpRequest {
-                        body: Bytes::new(),
-                        more: false,
-                    });
-                }
-                Poll::Ready(Some(Err(_))) => {
-                    self.body_finished = true;
-                    self.ex.close("client_closed");
-                    return Poll::Ready(ReceiveEvent::HttpDisconnect);
-                }
-                Poll::Ready(Some(Ok(frame))) => {
-                    self.stall_armed = false;
-                    let Ok(data) = frame.into_data() else {
-                        continue; // request trailers are not part of PAGI
-                    };
-                    self.read += data.len() as u64;
-                    if self.limit > 0 && self.read > self.limit {
-                        self.body_finished = true;
-                        self.ex
-                            .refuse(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large");
-                        return Poll::Ready(ReceiveEvent::HttpDisconnect);
-                    }
-                    let more = !self.body.is_end_stream();
-                    self.body_finished = !more;
-                    if data.is_empty() && more {
-                        continue;
-                    }
-                    return Poll::Ready(ReceiveEvent::HttpRequest { body: data, more });
-                }
+            Input::Idle | Input::Wanted => {
+                inner.input = Input::Wanted;
+                store(&mut inner.receiver, cx);
+                inner.wake_driver();
+                Poll::Pending
             }
         }
     }
@@ -485,21 +581,8 @@ pub(crate) struct AppDriver {
     fut: Option<BoxFuture<Result<(), BoxError>>>,
     result: Option<Result<(), BoxError>>,
     ex: Arc<Exchange>,
-    /// Keeps the connection counted while the app runs.
+    /// Keeps the server waiting for the app.
     live: Option<LiveGuard>,
-    /// Marks the request in flight for the connection's watchdog.
-    _request: RequestGuard,
-}
-
-/// What the app did before the response could be built.
-pub(crate) enum Outcome {
-    /// The response head, and the body's exact size if the app already
-    /// queued all of it (hyper then sends `Content-Length`, not chunks).
-    Started(Head, Option<u64>),
-    Finished(Result<(), BoxError>),
-    /// The server gave up on the request (see [`Link::Refused`]); the app,
-    /// if still running, continues on its own.
-    Refused(StatusCode),
 }
 
 impl AppDriver {
@@ -507,58 +590,38 @@ impl AppDriver {
         fut: BoxFuture<Result<(), BoxError>>,
         ex: Arc<Exchange>,
         live: LiveGuard,
-        request: RequestGuard,
     ) -> Self {
         AppDriver {
             fut: Some(fut),
             result: None,
             ex,
             live: Some(live),
-            _request: request,
         }
     }
 
-    fn poll_app(&mut self, cx: &mut Context<'_>) {
-        if let Some(fut) = &mut self.fut {
-            let Poll::Ready(ready) = crate::app_poll::poll_app(fut, cx) else {
-                return;
-            };
-            self.fut = None;
-            self.result = Some(ready);
+    /// Poll the app (if it still runs); true when it just finished.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(fut) = &mut self.fut else {
+            return false;
+        };
+        let Poll::Ready(result) = crate::app_poll::poll_app(fut, cx) else {
+            return false;
+        };
+        self.fut = None;
+        if result.is_ok() {
+            self.ex.app_returned();
         }
+        self.result = Some(result);
+        true
     }
 
-    /// Drive the app until it starts the response or finishes.
-    pub(crate) fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
-        self.poll_app(cx);
-        let mut inner = self.ex.lock();
-        if let Some(head) = inner.head.take() {
-            let complete = inner.progress == Progress::Done && inner.frames.all_data();
-            let size = complete.then_some(inner.frames.bytes() as u64);
-            return Poll::Ready(Outcome::Started(head, size));
-        }
-        if let Link::Refused(status) = inner.link {
-            return Poll::Ready(Outcome::Refused(status));
-        }
-        if let Some(r) = self.result.take() {
-            return Poll::Ready(Outcome::Finished(r));
-        }
-        inner.driver = Some(cx.waker().clone());
-        Poll::Pending
+    /// The app's result, once it finished (taken once).
+    pub(crate) fn take_result(&mut self) -> Option<Result<(), BoxError>> {
+        self.result.take()
     }
 
     pub(crate) fn exchange(&self) -> &Arc<Exchange> {
         &self.ex
-    }
-
-    /// The response body; `size` as given with [`Outcome::Started`].
-    pub(crate) fn body(self, size: Option<u64>) -> AppBody {
-        AppBody {
-            driver: self,
-            ended: false,
-            hint: size,
-            sse: SseTimers::default(),
-        }
     }
 }
 
@@ -567,8 +630,10 @@ impl Drop for AppDriver {
         let Some(fut) = self.fut.take() else {
             return;
         };
-        // Hyper let go before the app finished: the client left, or the
-        // response ended while the app still has work to do.
+        // The connection let go before the app finished: the client left,
+        // or the response ended while the app still has work to do. Its
+        // `receive` now says disconnect (with the reason already set, if
+        // any) and its sends are no-ops.
         self.ex.close("client_closed");
         let live = self.live.take();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -582,49 +647,14 @@ impl Drop for AppDriver {
     }
 }
 
-/// The response body hyper pulls: drives the app and yields what it sent.
-pub(crate) struct AppBody {
-    driver: AppDriver,
-    /// The end was handed to hyper (last frame or `None`) and the request
-    /// marked complete or closed: nothing left for `drop`.
-    ended: bool,
-    hint: Option<u64>,
-    sse: SseTimers,
-}
-
-/// The response body's SSE timers: the keepalive comment (its interval and
-/// comment stay in `Inner`) and the idle timeout.
+/// An exchange's SSE timers: the keepalive comment (its interval and
+/// comment stay in the exchange) and the idle timeout.
 #[derive(Default)]
-struct SseTimers {
-    /// The `Inner::keepalive_gen` the keepalive timer was set up for.
+pub(crate) struct SseTimers {
+    /// The keepalive generation the timer was set up for.
     gen: u64,
     keepalive: Option<Pin<Box<tokio::time::Sleep>>>,
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-/// A body dropped before it handed out its end: complete if everything was
-/// queued and taken (e.g. an empty body of known length, which hyper never
-/// polls), otherwise the client went away.
-impl Drop for AppBody {
-    fn drop(&mut self) {
-        if self.ended {
-            return;
-        }
-        let ex = &self.driver.ex;
-        let delivered = {
-            let inner = ex.lock();
-            if inner.link != Link::Open {
-                return;
-            }
-            inner.progress == Progress::Done && inner.frames.is_empty()
-        };
-        if delivered {
-            ex.conn.mark_complete();
-        } else if self.driver.fut.is_none() {
-            // (An app still running is handled by the driver's own drop.)
-            ex.close("client_closed");
-        }
-    }
 }
 
 impl SseTimers {
@@ -640,11 +670,13 @@ impl SseTimers {
         let (Some(timer), Some((every, comment))) = (&mut self.keepalive, &inner.keepalive) else {
             return;
         };
+        let every = *every;
+        let comment = comment.clone();
         while timer.as_mut().poll(cx).is_ready() {
             if matches!(inner.progress, Progress::Body { .. }) && inner.link == Link::Open {
-                inner.frames.push_back(Frame::data(comment.clone()));
+                inner.push(Out::Data(comment.clone()));
             }
-            timer.as_mut().reset(tokio::time::Instant::now() + *every);
+            timer.as_mut().reset(tokio::time::Instant::now() + every);
         }
     }
 
@@ -665,139 +697,148 @@ impl SseTimers {
     }
 }
 
-impl HttpBody for AppBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        this.driver.poll_app(cx);
-        let ex = &this.driver.ex;
-        let mut inner = ex.lock();
-        this.sse.poll_keepalive(&mut inner, cx);
-        if let Some(frame) = inner.frames.pop_front() {
-            ex.transport.set_buffered(inner.frames.bytes());
-            // hyper does not poll a body of known length after its last
-            // frame, so the last frame is where the response completes.
-            let last = inner.progress == Progress::Done && inner.frames.is_empty();
-            drop(inner);
-            if last {
-                this.ended = true;
-                ex.conn.mark_complete();
-            }
-            return Poll::Ready(Some(Ok(frame)));
-        }
-        if let Link::Refused(status) = inner.link {
-            drop(inner);
-            this.ended = true;
-            // An error makes hyper drop the connection without the
-            // terminating chunk: the response cannot be finished honestly.
-            return Poll::Ready(Some(Err(format!("request refused ({status})").into())));
-        }
-        if this.sse.idle_expired(&inner, cx) {
-            drop(inner);
-            tracing::debug!("SSE idle timeout - closing the stream");
-            ex.close("idle_timeout");
-            this.ended = true;
-            return Poll::Ready(None);
-        }
-        if inner.progress == Progress::Done || inner.link == Link::Closed {
-            drop(inner);
-            this.ended = true;
-            ex.conn.mark_complete();
-            return Poll::Ready(None);
-        }
-        match this.driver.result.take() {
-            Some(Err(e)) => {
-                drop(inner);
-                tracing::error!("PAGI application error (after response started): {e}");
-                this.ended = true;
-                ex.close("server_error");
-                // An error frame makes hyper drop the connection without
-                // the terminating chunk: the client sees a truncated body.
-                Poll::Ready(Some(Err(e)))
-            }
-            Some(Ok(())) => {
-                // The app returned: its response is finished.
-                inner.progress = Progress::Done;
-                drop(inner);
-                this.ended = true;
-                ex.conn.mark_complete();
-                Poll::Ready(None)
-            }
-            None => {
-                inner.driver = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.hint {
-            Some(n) => SizeHint::with_exact(n),
-            None => SizeHint::default(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::task::Wake;
 
-    #[test]
-    fn a_reset_exchange_state_is_fresh() {
-        let mut inner = Inner {
-            head: Some(response_head(200, Headers::new(), HeaderMap::new()).unwrap()),
-            progress: Progress::Done,
-            link: Link::Refused(StatusCode::PAYLOAD_TOO_LARGE),
-            keepalive: Some((Duration::from_secs(1), Bytes::from_static(b":\n"))),
-            keepalive_gen: 3,
-            idle_limit: Some(Duration::from_secs(1)),
-            last_send: Some(tokio::time::Instant::now()),
-            ..Inner::default()
-        };
-        inner
-            .frames
-            .push_back(Frame::data(Bytes::from_static(b"a")));
-        inner
-            .frames
-            .push_back(Frame::data(Bytes::from_static(b"b")));
-        let mut spare = HeaderMap::new();
-        spare.reserve(8);
-        inner.reset(spare);
-        assert!(inner.head.is_none() && inner.frames.is_empty() && inner.keepalive.is_none());
-        assert_eq!(
-            (inner.progress, inner.link),
-            (Progress::NotStarted, Link::Open)
-        );
-        assert!(inner.idle_limit.is_none() && inner.last_send.is_none());
-        assert_eq!((inner.frames.bytes(), inner.keepalive_gen), (0, 0));
-        assert!(inner.spare_headers.is_some_and(|m| m.capacity() >= 8));
+    struct Noop;
+    impl Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    fn cx_waker() -> Waker {
+        Waker::from(Arc::new(Noop))
     }
 
     #[test]
-    fn frames_keep_their_order_and_count_their_bytes() {
-        let mut q = Frames::default();
-        assert!(q.pop_front().is_none() && q.all_data());
-        for i in 0..5u8 {
-            q.push_back(Frame::data(Bytes::from(vec![i; usize::from(i) + 1])));
+    fn body_pieces_reach_the_app_in_order_and_end_with_more_false() {
+        let ex = Exchange::new(Transport::new(64, 16), "http");
+        let mut src = HttpSource::new(ex.clone(), false);
+        let waker = cx_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(src.poll_recv(&mut cx).is_pending());
+        assert!(ex.wants_body());
+        ex.give_body(Bytes::from("ab"), false);
+        assert!(!ex.wants_body() && ex.body_pending());
+        assert_eq!(
+            src.poll_recv(&mut cx),
+            Poll::Ready(ReceiveEvent::HttpRequest {
+                body: Bytes::from("ab"),
+                more: true
+            })
+        );
+        assert!(src.poll_recv(&mut cx).is_pending());
+        ex.give_body(Bytes::from("c"), true);
+        assert_eq!(
+            src.poll_recv(&mut cx),
+            Poll::Ready(ReceiveEvent::HttpRequest {
+                body: Bytes::from("c"),
+                more: false
+            })
+        );
+        // Then it waits for the end of the exchange.
+        assert!(src.poll_recv(&mut cx).is_pending());
+        ex.close("client_closed");
+        ex.close("protocol_error"); // the first reason stays
+        assert_eq!(
+            src.poll_recv(&mut cx),
+            Poll::Ready(ReceiveEvent::HttpDisconnect)
+        );
+        assert_eq!(
+            ex.conn.disconnect_reason().as_deref(),
+            Some("client_closed")
+        );
+    }
+
+    #[test]
+    fn output_counts_toward_buffered_amount_until_written() {
+        let ex = Exchange::new(Transport::new(64, 16), "http");
+        ex.start(200, Headers::new(), false).unwrap();
+        ex.push_body(Out::Data(Bytes::from(vec![0; 10])), true)
+            .unwrap();
+        ex.push_body(Out::Data(Bytes::from(vec![0; 5])), false)
+            .unwrap();
+        assert_eq!(ex.transport.buffered_amount(), 15);
+        assert_eq!(ex.queued_length(), (true, Some(15)));
+        let mut taken = Vec::new();
+        let done = ex.take_output(|o| taken.push(o));
+        assert!(done && taken.len() == 2);
+        ex.set_in_flight(15 + 8);
+        assert_eq!(ex.transport.buffered_amount(), 23, "held by the connection");
+        ex.set_in_flight(0);
+        assert_eq!(ex.transport.buffered_amount(), 0);
+        ex.finish();
+        assert_eq!(ex.conn.response_complete(), Some(true));
+    }
+
+    #[test]
+    fn shutdown_notice_keeps_sends_but_ends_receive() {
+        let ex = Exchange::new(Transport::new(64, 16), "http");
+        let mut src = HttpSource::new(ex.clone(), false);
+        ex.start(200, Headers::new(), false).unwrap();
+        ex.shut_down(false);
+        let waker = cx_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(
+            src.poll_recv(&mut cx),
+            Poll::Ready(ReceiveEvent::HttpDisconnect)
+        );
+        assert_eq!(
+            ex.conn.disconnect_reason().as_deref(),
+            Some("server_shutdown")
+        );
+        ex.push_body(Out::Data(Bytes::from("last")), false).unwrap();
+        assert_eq!(ex.queued_length(), (true, Some(4)));
+        // An event stream is ended by the server: later sends are no-ops.
+        let sse = Exchange::new(Transport::new(64, 16), "sse");
+        sse.start(200, Headers::new(), false).unwrap();
+        sse.shut_down(true);
+        assert!(sse.queued_length().0 && sse.link() == Link::Ending);
+        sse.push_body(Out::Data(Bytes::from("late")), true).unwrap();
+        assert_eq!(sse.queued_length(), (true, Some(0)));
+    }
+
+    #[test]
+    fn file_bodies_are_checked_when_sent() {
+        let ex = Exchange::new(Transport::new(64, 16), "http");
+        ex.start(200, Headers::new(), false).unwrap();
+        let missing = ex.start_send(SendEvent::HttpResponseBody {
+            body: Body::File {
+                path: "/nonexistent/pagi-test".into(),
+                offset: 0,
+                length: None,
+            },
+            more: false,
+        });
+        assert!(missing
+            .unwrap_err()
+            .message()
+            .starts_with("Cannot open file"));
+        let dir = ex.start_send(SendEvent::HttpResponseBody {
+            body: Body::File {
+                path: std::env::temp_dir(),
+                offset: 0,
+                length: None,
+            },
+            more: false,
+        });
+        assert!(dir.is_err());
+        let path = std::env::temp_dir().join(format!("pagi-exchange-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789").unwrap();
+        // Past the end: nothing; a length beyond the end: what exists.
+        for (offset, length, expect) in [(20, None, 0), (4, Some(100), 6), (2, Some(3), 3)] {
+            match open_body(Body::File {
+                path: path.clone(),
+                offset,
+                length,
+            })
+            .unwrap()
+            {
+                Out::File(f) => assert_eq!(f.len, expect, "{offset} {length:?}"),
+                other => panic!("{other:?}"),
+            }
         }
-        assert_eq!(q.bytes(), 1 + 2 + 3 + 4 + 5);
-        assert_eq!(q.pop_front().unwrap().into_data().unwrap()[0], 0);
-        assert_eq!(q.bytes(), 2 + 3 + 4 + 5);
-        q.push_back(Frame::trailers(HeaderMap::new()));
-        assert!(!q.all_data());
-        let rest: Vec<bool> = std::iter::from_fn(|| q.pop_front())
-            .map(|f| f.is_data())
-            .collect();
-        assert_eq!(rest, [true, true, true, true, false]);
-        assert_eq!(q.bytes(), 0);
-        q.push_back(Frame::data(Bytes::from_static(b"x")));
-        q.clear();
-        assert!(q.pop_front().is_none());
-        assert_eq!(q.bytes(), 0);
+        std::fs::remove_file(&path).unwrap();
     }
 }

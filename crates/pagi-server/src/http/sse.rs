@@ -1,6 +1,6 @@
 //! Server-Sent Events on top of an HTTP exchange: the `sse.*` send events
 //! and their first-send-wins ordering rules (the wire format is in
-//! `wire::sse`). `sse.keepalive` comments are emitted by the response body.
+//! `wire::sse`). `sse.keepalive` comments are emitted by the connection.
 
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use pagi::{EventSink, SendError, SendEvent};
 
-use super::exchange::Exchange;
+use super::exchange::{Exchange, Out};
 use crate::wire::sse::{format_comment, format_event};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -79,19 +79,23 @@ impl EventSink for SseSink {
                 Stage::Streaming,
             ) => {
                 let frame = format_event(e.as_deref(), &data, id.as_deref(), retry)?;
-                self.ex.push_body(frame, true)
+                self.ex.push_body(Out::Data(frame), true)
             }
             (SendEvent::SseComment { comment }, Stage::Streaming) => {
-                self.ex.push_body(format_comment(&comment), true)
+                self.ex.push_body(Out::Data(format_comment(&comment)), true)
             }
             (SendEvent::SseKeepalive { interval, comment }, Stage::Init | Stage::Streaming) => {
                 self.ex.set_keepalive(interval, format_comment(&comment));
                 Ok(())
             }
             (SendEvent::SseClose { .. }, Stage::Closed) => Ok(()),
-            (SendEvent::SseClose { .. }, Stage::Streaming) => {
+            (SendEvent::SseClose { reason }, Stage::Streaming) => {
                 *stage = Stage::Closed;
-                self.ex.push_body(Bytes::new(), false)
+                tracing::debug!(
+                    "SSE stream closed by the app: {}",
+                    reason.as_deref().unwrap_or("no reason given")
+                );
+                self.ex.push_body(Out::Data(Bytes::new()), false)
             }
             (SendEvent::SseHttpResponseStart { status, headers }, Stage::Init) => {
                 self.ex.start(status, headers, false)?;
@@ -99,7 +103,7 @@ impl EventSink for SseSink {
                 Ok(())
             }
             (SendEvent::SseHttpResponseBody { body, more }, Stage::Declined) => {
-                self.ex.push_body(body, more)
+                self.ex.push_body(Out::Data(body), more)
             }
             (
                 SendEvent::SseStart { .. }

@@ -31,6 +31,26 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {
         let _ = cx;
         Poll::Ready(Ok(()))
     }
+
+    /// Whether [`Io::poll_sendfile`] works: a plain socket (not TLS, which
+    /// must see the bytes to encrypt them).
+    fn can_sendfile(&self) -> bool {
+        false
+    }
+
+    /// Send up to `len` bytes of `file` from `*offset` (advanced by what
+    /// went) straight from the page cache with `sendfile(2)`; `None` for a
+    /// stream that must see the bytes itself (TLS encrypts them).
+    fn poll_sendfile(
+        &mut self,
+        cx: &mut Context<'_>,
+        file: &std::fs::File,
+        offset: &mut u64,
+        len: usize,
+    ) -> Option<Poll<io::Result<usize>>> {
+        let _ = (cx, file, offset, len);
+        None
+    }
 }
 
 /// A plain socket connection: TCP or Unix.
@@ -94,6 +114,64 @@ impl Io for Stream {
         match self {
             Stream::Tcp(s) => s.poll_read_ready(cx),
             Stream::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+
+    fn can_sendfile(&self) -> bool {
+        true
+    }
+
+    fn poll_sendfile(
+        &mut self,
+        cx: &mut Context<'_>,
+        file: &std::fs::File,
+        offset: &mut u64,
+        len: usize,
+    ) -> Option<Poll<io::Result<usize>>> {
+        Some(match self {
+            Stream::Tcp(s) => sendfile_when_writable(s, cx, file, offset, len),
+            Stream::Unix(s) => sendfile_when_writable(s, cx, file, offset, len),
+        })
+    }
+}
+
+/// A socket tokio tracks readiness for; the only I/O on it outside tokio
+/// goes through `try_io`, so that readiness stays right.
+trait PlainSocket: std::os::fd::AsFd {
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    fn try_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R>;
+}
+
+macro_rules! socket {
+    ($t:ty) => {
+        impl PlainSocket for $t {
+            fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                <$t>::poll_write_ready(self, cx)
+            }
+            fn try_io<R>(&self, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+                <$t>::try_io(self, tokio::io::Interest::WRITABLE, f)
+            }
+        }
+    };
+}
+socket!(TcpStream);
+socket!(UnixStream);
+
+fn sendfile_when_writable<S: PlainSocket>(
+    s: &S,
+    cx: &mut Context<'_>,
+    file: &std::fs::File,
+    offset: &mut u64,
+    len: usize,
+) -> Poll<io::Result<usize>> {
+    loop {
+        std::task::ready!(s.poll_write_ready(cx))?;
+        let sent = s.try_io(|| {
+            rustix::fs::sendfile(s, file, Some(&mut *offset), len).map_err(io::Error::from)
+        });
+        match sent {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return Poll::Ready(r),
         }
     }
 }

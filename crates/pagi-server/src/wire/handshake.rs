@@ -1,8 +1,8 @@
 //! Pure checks of an HTTP/1.1 WebSocket upgrade request (RFC 6455 §4.2.1).
 
-use http::request::Parts;
-use http::{header, Method, Version};
+use pagi::Headers;
 
+use super::h1::head::{Head, Version};
 use super::request::header_has_token;
 
 /// Why a handshake was refused, and with which status.
@@ -14,43 +14,36 @@ pub(crate) enum Refusal {
     WrongVersion,
 }
 
-/// Whether the request asks for a WebSocket upgrade at all (then it is
-/// either a valid handshake or refused, never passed on as plain HTTP).
-pub(crate) fn is_upgrade(parts: &Parts) -> bool {
-    header_has_token(&parts.headers, header::UPGRADE, "websocket")
-}
-
 /// Validate method, version, `Connection`, `Sec-WebSocket-Version` and
-/// `Sec-WebSocket-Key`.
-pub(crate) fn validate(parts: &Parts) -> Result<(), Refusal> {
-    if parts.method != Method::GET {
+/// `Sec-WebSocket-Key` of a request whose `Upgrade` names `websocket`.
+pub(crate) fn validate(head: &Head) -> Result<(), Refusal> {
+    if head.method != "GET" {
         return Err(Refusal::BadRequest("WebSocket handshake must use GET"));
     }
-    if parts.version < Version::HTTP_11 {
+    if head.version != Version::Http11 {
         return Err(Refusal::BadRequest("WebSocket handshake needs HTTP/1.1"));
     }
-    if !header_has_token(&parts.headers, header::CONNECTION, "upgrade") {
+    let h = &head.headers;
+    if !header_has_token(h, "connection", "upgrade") {
         return Err(Refusal::BadRequest("missing Connection: upgrade"));
     }
-    match parts.headers.get(header::SEC_WEBSOCKET_VERSION) {
-        Some(v) if v.as_bytes().trim_ascii() == b"13" => {}
+    match h.get("sec-websocket-version") {
+        Some(v) if v.trim_ascii() == b"13" => {}
         _ => return Err(Refusal::WrongVersion),
     }
-    let mut keys = parts.headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let mut keys = h.get_all("sec-websocket-key");
     match (keys.next(), keys.next()) {
-        (Some(k), None) if pagi_ws::handshake::is_valid_key(k.as_bytes().trim_ascii()) => Ok(()),
+        (Some(k), None) if pagi_ws::handshake::is_valid_key(k.trim_ascii()) => Ok(()),
         _ => Err(Refusal::BadRequest("invalid Sec-WebSocket-Key")),
     }
 }
 
 /// The client's offered subprotocols: every `Sec-WebSocket-Protocol` value
 /// split on commas, trimmed, empties dropped.
-pub(crate) fn subprotocols(parts: &Parts) -> Vec<String> {
-    parts
-        .headers
-        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+pub(crate) fn subprotocols(headers: &Headers) -> Vec<String> {
+    headers
+        .get_all("sec-websocket-protocol")
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -78,57 +71,59 @@ pub(crate) fn check_subprotocol(chosen: &str, offered: &[String]) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::h1::head::{HeadParser, Limits};
 
-    fn req() -> http::request::Builder {
-        http::Request::get("/")
-            .header("Upgrade", "websocket")
-            .header("Connection", "Upgrade")
-            .header("Sec-WebSocket-Version", "13")
-            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-    }
+    const VALID: &str = "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
 
-    fn parts(b: http::request::Builder) -> Parts {
-        b.body(()).unwrap().into_parts().0
+    fn head(text: &str) -> Head {
+        let limits = Limits {
+            max_head: 8192,
+            max_headers: 32,
+            max_request_line: 1024,
+        };
+        let mut buf = bytes::BytesMut::from(format!("{text}\r\n").as_bytes());
+        HeadParser::default()
+            .parse(&mut buf, &limits)
+            .unwrap()
+            .unwrap()
     }
 
     #[test]
     fn a_valid_handshake_passes() {
-        assert_eq!(validate(&parts(req())), Ok(()));
+        assert_eq!(validate(&head(VALID)), Ok(()));
     }
 
     #[test]
     fn wrong_version_is_426() {
-        let mut p = parts(req());
-        p.headers
-            .insert("sec-websocket-version", "8".parse().unwrap());
-        assert_eq!(validate(&p), Err(Refusal::WrongVersion));
+        let text = VALID.replace("Version: 13", "Version: 8");
+        assert_eq!(validate(&head(&text)), Err(Refusal::WrongVersion));
     }
 
     #[test]
     fn bad_key_method_or_connection_is_400() {
-        let mut p = parts(req());
-        p.headers
-            .insert("sec-websocket-key", "abc".parse().unwrap());
-        assert!(matches!(validate(&p), Err(Refusal::BadRequest(_))));
-        let mut p = parts(req());
-        p.method = Method::POST;
-        assert!(matches!(validate(&p), Err(Refusal::BadRequest(_))));
-        let mut p = parts(req());
-        p.headers
-            .insert("connection", "keep-alive".parse().unwrap());
-        assert!(matches!(validate(&p), Err(Refusal::BadRequest(_))));
+        for text in [
+            VALID.replace("dGhlIHNhbXBsZSBub25jZQ==", "abc"),
+            VALID.replace("GET", "POST"),
+            VALID.replace("Connection: Upgrade", "Connection: keep-alive"),
+            VALID.replace("HTTP/1.1", "HTTP/1.0"),
+            format!("{VALID}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"),
+        ] {
+            assert!(
+                matches!(validate(&head(&text)), Err(Refusal::BadRequest(_))),
+                "{text}"
+            );
+        }
     }
 
     #[test]
     fn subprotocols_are_split_and_trimmed() {
-        let p = parts(
-            req()
-                .header("Sec-WebSocket-Protocol", "chat, superchat")
-                .header("Sec-WebSocket-Protocol", " v2 ,"),
-        );
-        assert_eq!(subprotocols(&p), ["chat", "superchat", "v2"]);
-        assert!(check_subprotocol("chat", &subprotocols(&p)).is_ok());
-        assert!(check_subprotocol("other", &subprotocols(&p)).is_err());
-        assert!(check_subprotocol("bad\r\nx", &subprotocols(&p)).is_err());
+        let h = head(&format!(
+            "{VALID}Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Protocol:  v2 ,\r\n"
+        ));
+        let offered = subprotocols(&h.headers);
+        assert_eq!(offered, ["chat", "superchat", "v2"]);
+        assert!(check_subprotocol("chat", &offered).is_ok());
+        assert!(check_subprotocol("other", &offered).is_err());
+        assert!(check_subprotocol("bad\r\nx", &offered).is_err());
     }
 }

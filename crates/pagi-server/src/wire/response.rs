@@ -1,82 +1,58 @@
-//! Response heads (pure): the app's status and headers checked and turned
-//! into what hyper writes, and the short responses the server makes itself.
+//! The app's response heads and trailers, checked (pure): a final status,
+//! and header bytes that cannot split or forge a response (the spec's
+//! rule: no CR, LF or NUL; names are tokens; values have no other control
+//! characters).
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use pagi::{Headers, SendError};
 
-/// A response head, ready for hyper.
-pub(crate) type Head = http::response::Parts;
+use super::h1::encode::forbidden_trailer;
 
-/// A short `text/plain` response the server makes itself (its reason
-/// phrase as the body); with `close`, `Connection: close`.
-pub(crate) fn canned(status: StatusCode, close: bool) -> http::Response<Option<Bytes>> {
-    let text = format!("{}\n", status.canonical_reason().unwrap_or("Error"));
-    let mut resp = http::Response::new(Some(Bytes::from(text)));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if close {
-        h.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+/// A final response status: 200–999. (A 1xx is not a final response; an
+/// app that sends one gets the spec's backstop, a logged 500.)
+pub(crate) fn check_final_status(status: u16) -> Result<(), SendError> {
+    if (200..=999).contains(&status) {
+        Ok(())
+    } else {
+        Err(SendError::new(format!(
+            "Invalid status code {status}: a final response status is 200-999"
+        )))
     }
-    resp
 }
 
-/// Build a validated response head: status in 100..=999 and headers that
-/// pass the spec's byte-safety rule. `transfer-encoding` from the app is
-/// dropped (the server owns framing).
-///
-/// `map` is an empty map to fill (one with room saves two allocations; see
-/// [`Exchange::recycle`]).
-pub(crate) fn response_head(
-    status: u16,
-    headers: Headers,
-    map: HeaderMap,
-) -> Result<Head, SendError> {
-    let status = StatusCode::from_u16(status)
-        .map_err(|_| SendError::new(format!("Invalid status code: {status}")))?;
-    let mut resp = http::Response::new(());
-    *resp.status_mut() = status;
-    *resp.headers_mut() = header_map(headers, true, map)?;
-    Ok(resp.into_parts().0)
-}
-
-/// The app's headers added to the empty `map`, validated;
-/// `transfer-encoding` is left out when `drop_framing` (a response head,
-/// where hyper frames).
-pub(crate) fn header_map(
-    headers: Headers,
-    drop_framing: bool,
-    mut map: HeaderMap,
-) -> Result<HeaderMap, SendError> {
-    debug_assert!(map.is_empty());
-    map.try_reserve(headers.len())
-        .map_err(|_| SendError::new("Too many headers"))?;
-    for (name, value) in headers {
-        // The byte rules `http` enforces include all the spec forbids (CR,
-        // LF, NUL, other controls, non-token names). Scan, then move the
-        // value in: cloning a `Bytes` made from a `String` would allocate.
-        // The spec check only runs to word an error.
-        let value_ok = value_is_valid(&value);
-        let name_ok = common_name(&name).or_else(|| HeaderName::from_bytes(&name).ok());
-        let (Some(name_ok), true) = (name_ok, value_ok) else {
-            return Err(match pagi::validate_header(&name, &value) {
+/// Every name a token and every value free of control characters.
+pub(crate) fn check_headers(headers: &Headers) -> Result<(), SendError> {
+    for (name, value) in headers.iter() {
+        if !name_is_token(name) || !value_is_valid(value) {
+            return Err(match pagi::validate_header(name, value) {
                 Err(e) => SendError::new(e.to_string()),
+                Ok(()) if !name_is_token(name) => {
+                    SendError::new("Invalid header name: not an HTTP token")
+                }
                 Ok(()) => SendError::new("Invalid header value: contains control characters"),
             });
-        };
-        if drop_framing && name_ok == http::header::TRANSFER_ENCODING {
-            continue;
         }
-        let value = HeaderValue::from_maybe_shared(value)
-            .map_err(|_| SendError::new("Invalid header value: contains control characters"))?;
-        map.try_append(name_ok, value)
-            .map_err(|_| SendError::new("Too many headers"))?;
     }
-    Ok(map)
+    Ok(())
+}
+
+/// Trailers: valid headers, none of the fields that must not be trailers
+/// (RFC 9110 §6.5.1).
+pub(crate) fn check_trailers(headers: &Headers) -> Result<(), SendError> {
+    check_headers(headers)?;
+    match headers.iter().find(|(n, _)| forbidden_trailer(n)) {
+        Some((name, _)) => Err(SendError::new(format!(
+            "Invalid trailer {:?}: this field must not be sent as a trailer",
+            String::from_utf8_lossy(name)
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn name_is_token(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// `http`'s rule for header value bytes: visible ASCII, space, tab and
@@ -101,74 +77,9 @@ fn value_is_valid(v: &[u8]) -> bool {
     chunks.remainder().iter().all(byte_ok)
 }
 
-/// The names apps send most, without `HeaderName::from_bytes`'s byte-by-byte
-/// parse (app header names are lower-case, as the spec requires).
-fn common_name(name: &[u8]) -> Option<HeaderName> {
-    use http::header as h;
-    Some(match name {
-        b"content-type" => h::CONTENT_TYPE,
-        b"content-length" => h::CONTENT_LENGTH,
-        b"cache-control" => h::CACHE_CONTROL,
-        b"set-cookie" => h::SET_COOKIE,
-        b"location" => h::LOCATION,
-        b"content-encoding" => h::CONTENT_ENCODING,
-        b"etag" => h::ETAG,
-        b"last-modified" => h::LAST_MODIFIED,
-        b"vary" => h::VARY,
-        b"access-control-allow-origin" => h::ACCESS_CONTROL_ALLOW_ORIGIN,
-        b"server" => h::SERVER,
-        b"date" => h::DATE,
-        b"connection" => h::CONNECTION,
-        b"transfer-encoding" => h::TRANSFER_ENCODING,
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn response_head_drops_the_apps_transfer_encoding() {
-        let headers = Headers::new()
-            .with("content-type", "text/plain")
-            .with("transfer-encoding", "chunked")
-            .with("x-a", "1")
-            .with("x-a", "2");
-        let head = response_head(201, headers, HeaderMap::new()).unwrap();
-        assert_eq!(head.status, 201);
-        assert!(!head.headers.contains_key(http::header::TRANSFER_ENCODING));
-        assert_eq!(head.headers["content-type"], "text/plain");
-        let xs: Vec<_> = head.headers.get_all("x-a").iter().collect();
-        assert_eq!(xs, ["1", "2"]);
-    }
-
-    #[test]
-    fn common_names_match_the_parsed_ones() {
-        for n in [
-            "content-type",
-            "content-length",
-            "cache-control",
-            "set-cookie",
-            "location",
-            "content-encoding",
-            "etag",
-            "last-modified",
-            "vary",
-            "access-control-allow-origin",
-            "server",
-            "date",
-            "connection",
-            "transfer-encoding",
-        ] {
-            assert_eq!(
-                common_name(n.as_bytes()),
-                HeaderName::from_bytes(n.as_bytes()).ok()
-            );
-        }
-        assert_eq!(common_name(b"Content-Type"), None);
-        assert_eq!(common_name(b"x-custom"), None);
-    }
 
     #[test]
     fn value_check_matches_the_byte_rule() {
@@ -208,31 +119,25 @@ mod tests {
     }
 
     #[test]
-    fn trailers_and_bad_headers() {
-        let map = header_map(
-            Headers::new().with("transfer-encoding", "x"),
-            false,
-            HeaderMap::new(),
-        )
-        .unwrap();
-        assert!(map.contains_key(http::header::TRANSFER_ENCODING));
-        assert!(response_head(
-            200,
-            Headers::new().with("x-bad", "a\r\nb"),
-            HeaderMap::new()
-        )
-        .is_err());
-        assert!(
-            response_head(200, Headers::new().with("bad name", "v"), HeaderMap::new()).is_err()
-        );
-        assert!(response_head(1000, Headers::new(), HeaderMap::new()).is_err());
-    }
-
-    #[test]
-    fn canned_responses_are_short_text() {
-        let r = canned(StatusCode::PAYLOAD_TOO_LARGE, true);
-        assert_eq!(r.status(), 413);
-        assert_eq!(r.body().as_deref(), Some(&b"Payload Too Large\n"[..]));
-        assert_eq!(r.headers()["connection"], "close");
+    fn statuses_headers_and_trailers_are_checked() {
+        assert!(check_final_status(200).is_ok() && check_final_status(999).is_ok());
+        for bad in [0, 100, 103, 199, 1000] {
+            assert!(check_final_status(bad).is_err(), "{bad}");
+        }
+        assert!(check_headers(&Headers::new().with("x-ok", "caf\u{e9}\tv")).is_ok());
+        for (n, v) in [
+            ("x-bad", "a\r\nb"),
+            ("bad name", "v"),
+            ("x", "nul\0"),
+            ("", "v"),
+        ] {
+            assert!(
+                check_headers(&Headers::new().with(n, v)).is_err(),
+                "{n:?} {v:?}"
+            );
+        }
+        assert!(check_trailers(&Headers::new().with("x-checksum", "1")).is_ok());
+        let e = check_trailers(&Headers::new().with("Content-Length", "1")).unwrap_err();
+        assert!(e.message().contains("must not be sent as a trailer"), "{e}");
     }
 }

@@ -3,7 +3,7 @@
 //! decodes with the sans-IO `pagi_ws::Session`, and writes everything the
 //! app queued in one vectored write per wake-up (no flush per message).
 
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::io::IoSlice;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -13,20 +13,21 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use pagi_ws::{Event, Session, State};
 use tokio::io::{AsyncReadExt, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::shared::{from_ws, Half, Inner, Keepalive, WsShared};
 use crate::config::QueuePolicy;
 use crate::ctx::Ctx;
 use crate::listener::Io;
+use crate::read_pool::{self, MAX_READ_CHUNK, READ_CHUNK};
+use crate::timer::{poll_timer, Timer};
 
-/// Bytes reserved per read at first; doubled while reads fill the buffer
-/// (large messages then arrive in one read and no reallocation), up to
-/// `MAX_READ_CHUNK`, and halved again while reads use under a quarter of it.
-/// The size is a per-connection hint: the buffer itself is released when
-/// drained.
-const READ_CHUNK: usize = 16 * 1024;
-const MAX_READ_CHUNK: usize = 128 * 1024;
+// Reads reserve `READ_CHUNK` bytes at first; the size doubles while reads
+// fill the buffer (large messages then arrive in one read and no
+// reallocation), up to `MAX_READ_CHUNK`, and halves again while reads use
+// under a quarter of it. The size is a per-connection hint: the buffer
+// itself is released when drained.
+
 /// What each decoded event counts against `DECODE_PER_WAKE` besides its
 /// payload: a flood of empty messages or control frames is bounded too.
 const EVENT_COST: usize = 64;
@@ -70,43 +71,6 @@ enum Gate {
     /// Output is above the high watermark (control replies included): the
     /// socket's writability wakes the driver.
     Output,
-}
-
-/// A timer that costs one atomic load on most polls: it is registered with
-/// the task once per arming (a `Sleep` keeps the waker it was polled with,
-/// and the session task's waker does not change), and afterwards only
-/// checked with `Sleep::is_elapsed`. The driver polls its timers on every
-/// wake-up, that is for every message.
-struct Timer {
-    sleep: Pin<Box<Sleep>>,
-    registered: bool,
-}
-
-impl Timer {
-    fn at(deadline: Instant) -> Timer {
-        Timer {
-            sleep: Box::pin(tokio::time::sleep_until(deadline)),
-            registered: false,
-        }
-    }
-
-    fn after(delay: Duration) -> Timer {
-        Timer::at(Instant::now() + delay)
-    }
-
-    fn reset(&mut self, deadline: Instant) {
-        self.sleep.as_mut().reset(deadline);
-        self.registered = false;
-    }
-
-    #[inline]
-    fn fired(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.registered && !self.sleep.is_elapsed() {
-            return false;
-        }
-        self.registered = true;
-        self.sleep.as_mut().poll(cx).is_ready()
-    }
 }
 
 /// The keepalive ping: when the next one is due and, while one is
@@ -194,7 +158,7 @@ impl Pinger {
     }
 }
 
-struct Driver<S> {
+pub(crate) struct Driver<S> {
     stream: S,
     rbuf: BytesMut,
     shared: Arc<WsShared>,
@@ -221,33 +185,15 @@ struct Driver<S> {
     unflushed: bool,
 }
 
-/// Run an accepted session on `stream` until it closes. `early` holds
-/// bytes the client sent right behind its handshake.
-///
-/// A plain function returning the future (not an `async fn`, whose state
-/// would keep a second copy of `stream` for the whole session: an argument
-/// slot besides the driver it moved into); the driver itself is boxed, so
-/// the session task's future holds a pointer to it. A TLS stream is over a
-/// kilobyte.
-pub(crate) fn drive<S: Io>(
-    stream: S,
-    early: Bytes,
-    shared: Arc<WsShared>,
-    ctx: &Ctx,
-) -> impl Future<Output = ()> + Send {
+/// The socket driver of a session, made when the handshake starts: from
+/// then on it owns the stream (boxed, so neither the connection's future
+/// nor the session's holds a copy of it; a TLS stream is over a kilobyte).
+pub(crate) fn prepare<S: Io>(stream: S, shared: Arc<WsShared>, ctx: &Ctx) -> Box<Driver<S>> {
     let cfg = &ctx.config;
-    // Copy, then drop at once: `early` is a slice of hyper's read buffer and
-    // would otherwise pin that buffer (8 KiB+) for the whole session.
-    let rbuf = if early.is_empty() {
-        BytesMut::new()
-    } else {
-        BytesMut::from(&early[..])
-    };
-    drop(early);
-    let mut d = Box::new(Driver {
+    Box::new(Driver {
         stream,
-        rbuf,
-        shared: shared.clone(),
+        rbuf: BytesMut::new(),
+        shared,
         stage: Stage::Running,
         policy: cfg.ws_queue_policy,
         max_receive_bytes: cfg.ws_max_receive_bytes.max(cfg.ws_max_message_size),
@@ -263,10 +209,29 @@ pub(crate) fn drive<S: Io>(
         read_size: READ_CHUNK,
         decode_left: 0,
         unflushed: false,
-    });
-    async move {
-        poll_fn(|cx| d.poll(cx)).await;
-        finish(&shared);
+    })
+}
+
+impl<S: Io> Driver<S> {
+    /// The stream, for the handshake's answer.
+    pub(crate) fn stream(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    /// Bytes the client sent right behind its handshake, decoded first
+    /// (copied: they may be a slice of a larger buffer, which would
+    /// otherwise stay pinned).
+    pub(crate) fn set_early(&mut self, early: &[u8]) {
+        if !early.is_empty() {
+            self.rbuf = BytesMut::from(early);
+        }
+    }
+
+    /// Run the accepted session: ready once it closed.
+    pub(crate) fn poll_session(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        std::task::ready!(self.poll(cx));
+        finish(&self.shared);
+        Poll::Ready(())
     }
 }
 
@@ -691,112 +656,4 @@ fn overflow(inner: &mut Inner) {
         inner.local_close = Some((1008, "queue_overflow"));
     }
     WsShared::set_ended(inner, 1008, "queue_overflow");
-}
-
-/// Poll an optional timer; true (and cleared) once it fired.
-fn poll_timer(timer: &mut Option<Timer>, cx: &mut Context<'_>) -> bool {
-    let fired = timer.as_mut().is_some_and(|t| t.fired(cx));
-    if fired {
-        *timer = None;
-    }
-    fired
-}
-
-/// A small per-thread cache of empty read buffers. Every connection gives
-/// its buffer back whenever it has drained it (so idle connections hold
-/// none); without the cache, a connection with one message in flight would
-/// pay an allocation and a free of its read buffer per message. Bounded:
-/// at most `MAX_POOLED_BYTES` of buffers per worker thread.
-mod read_pool {
-    use std::cell::RefCell;
-
-    use bytes::BytesMut;
-
-    use super::{MAX_READ_CHUNK, READ_CHUNK};
-
-    const MAX_POOLED_BYTES: usize = 1024 * 1024;
-
-    #[derive(Default)]
-    struct Pool {
-        bufs: Vec<BytesMut>,
-        bytes: usize,
-    }
-
-    thread_local! {
-        static POOL: RefCell<Pool> = RefCell::new(Pool::default());
-    }
-
-    /// An empty buffer with room for at least `min` bytes.
-    pub(super) fn take(min: usize) -> BytesMut {
-        let pooled = POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            let b = p.bufs.pop()?;
-            p.bytes -= b.capacity();
-            Some(b)
-        });
-        match pooled {
-            Some(b) if b.capacity() >= min => b,
-            _ => BytesMut::with_capacity(min),
-        }
-    }
-
-    /// Keep a drained buffer for the next `take` on this thread, if it is of
-    /// a usual size and the cache has room; otherwise free it.
-    pub(super) fn give(mut buf: BytesMut) {
-        buf.clear();
-        // Decoding advanced the buffer's start: move it back to the front of
-        // its allocation (no copy, it is empty). Fails when the allocation is
-        // shared with a message split off it; such a buffer is not kept.
-        if !buf.try_reclaim(READ_CHUNK) || buf.capacity() > 2 * MAX_READ_CHUNK {
-            return;
-        }
-        POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            if p.bytes + buf.capacity() <= MAX_POOLED_BYTES {
-                p.bytes += buf.capacity();
-                p.bufs.push(buf);
-            }
-        });
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        fn pooled_bytes() -> usize {
-            POOL.with(|p| p.borrow().bytes)
-        }
-
-        #[test]
-        fn buffers_are_reused_and_the_pool_is_bounded() {
-            let mut b = take(READ_CHUNK);
-            let ptr = b.as_ptr();
-            // Used: filled and consumed, as the decoder does.
-            b.extend_from_slice(&[1; 1000]);
-            let _ = b.split_to(1000);
-            give(b);
-            let again = take(READ_CHUNK);
-            assert_eq!(again.as_ptr(), ptr, "reused");
-            assert!(again.is_empty() && again.capacity() >= READ_CHUNK);
-            assert_eq!(pooled_bytes(), 0);
-            // Too large to keep.
-            give(BytesMut::with_capacity(4 * MAX_READ_CHUNK));
-            assert_eq!(pooled_bytes(), 0);
-            // Shared with a message still alive: not kept.
-            let mut shared = again;
-            shared.extend_from_slice(&[2; 100]);
-            let msg = shared.split_to(100).freeze();
-            give(shared);
-            assert_eq!(pooled_bytes(), 0);
-            drop(msg);
-            // Asked for more than the pooled one holds: a new buffer.
-            give(BytesMut::with_capacity(READ_CHUNK));
-            assert!(take(4 * READ_CHUNK).capacity() >= 4 * READ_CHUNK);
-            for _ in 0..1000 {
-                give(BytesMut::with_capacity(READ_CHUNK));
-            }
-            assert!(pooled_bytes() <= MAX_POOLED_BYTES);
-            assert!(pooled_bytes() > MAX_POOLED_BYTES - 2 * READ_CHUNK);
-        }
-    }
 }

@@ -1,88 +1,97 @@
 //! WebSocket over HTTP/1.1: the handshake (answered only once the app
-//! decides), then one task per session running the app and the socket
-//! driver side by side.
+//! decides), then the session, in the connection's own task: the app and
+//! the socket driver polled side by side.
 
 mod driver;
 mod shared;
 
-use std::future::{poll_fn, Future};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use bytes::{Bytes, BytesMut};
 use pagi::{BoxError, BoxFuture, Receiver, Scope, Sender, Transport, WebSocketScope};
 use pagi_ws::SessionConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::ctx::{Ctx, LiveGuard, Phase};
+use crate::access_log::Entry;
+use crate::ctx::{Ctx, Phase, PhaseWatch};
 use crate::listener::{ConnInfo, Io};
+use crate::wire::h1::encode;
+use crate::wire::h1::head::Head;
 use crate::wire::handshake::{self, Refusal};
-use crate::wire::request::{header_has_token, request_head};
-use crate::wire::response::canned;
+use crate::wire::request;
 use shared::{Decision, Half, WsShared, WsSource};
 
-/// A response the upgrade path makes (the 101 has no body).
-type Answer = Response<Option<Bytes>>;
+/// Input a client may send while the app decides (it should send none: a
+/// client waits for the 101), kept for the session; beyond it, the
+/// connection stops reading until the decision.
+const EARLY_MAX: usize = 64 * 1024;
 
-pub(crate) fn is_upgrade_request(req: &Request<Incoming>) -> bool {
-    // hyper marks HTTP/1.1 requests that carry `Upgrade` with a pending
-    // upgrade: for every other HTTP/1.1 request this saves a header lookup.
-    // (Other versions are checked in full, so that an HTTP/1.0 attempt still
-    // gets its 400.)
-    let may_upgrade = req.version() != http::Version::HTTP_11
-        || req
-            .extensions()
-            .get::<hyper::upgrade::OnUpgrade>()
-            .is_some();
-    may_upgrade && header_has_token(req.headers(), header::UPGRADE, "websocket")
-}
-
-/// Answer an upgrade request: validate it, start the app with a
-/// `websocket` scope, and reply 101 / 403 / the app's denial / 500
-/// according to what the app does first. Once upgraded, the session runs
-/// on the connection's own stream `I`, taken back from hyper.
-pub(crate) async fn handle_upgrade<I: Io>(
-    mut req: Request<Incoming>,
+/// Answer a WebSocket handshake on `io` (`early`: bytes already read behind
+/// the request head): validate it, start the app with a `websocket` scope,
+/// reply 101 / 403 / the app's denial / 500 according to what the app does
+/// first, and run the session until it ends. The session is set up here,
+/// before anything is awaited; the future returned is boxed, and holds
+/// just it.
+pub(crate) fn serve_h1<I: Io>(
+    mut io: I,
+    early: Bytes,
+    mut head: Box<Head>,
     ctx: Arc<Ctx>,
     info: Arc<ConnInfo>,
-) -> Answer {
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    let (parts, _) = req.into_parts();
-    debug_assert!(handshake::is_upgrade(&parts));
-    if let Err(refusal) = handshake::validate(&parts) {
-        return refusal_response(refusal);
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    if let Err(refusal) = handshake::validate(&head) {
+        let mut out = BytesMut::new();
+        match refusal {
+            Refusal::BadRequest(why) => encode::canned(400, why, false, &mut out),
+            Refusal::WrongVersion => encode::canned_with(
+                426,
+                "Upgrade Required",
+                &[("sec-websocket-version", "13")],
+                false,
+                &mut out,
+            ),
+        }
+        return Box::pin(async move {
+            let _ = io.write_all(&out).await;
+            let _ = io.shutdown().await;
+        });
     }
     let cfg = &ctx.config;
-    let key = parts.headers[header::SEC_WEBSOCKET_KEY]
-        .as_bytes()
-        .trim_ascii();
-    let accept_key = pagi_ws::handshake::accept_key(key);
+    let key = head
+        .headers
+        .get("sec-websocket-key")
+        .map(|k| k.trim_ascii().to_vec())
+        .unwrap_or_default();
+    let accept_key = pagi_ws::handshake::accept_key(&key);
     let negotiated = if cfg.ws_deflate.enabled {
-        let offers: Vec<&[u8]> = parts
+        let offers: Vec<&[u8]> = head
             .headers
-            .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
-            .iter()
-            .map(HeaderValue::as_bytes)
+            .get_all("sec-websocket-extensions")
+            .map(|v| &v[..])
             .collect();
         pagi_ws::handshake::negotiate_deflate(&offers, &cfg.ws_deflate)
     } else {
         None
     };
-    let head = request_head(&parts);
-    let subprotocols = handshake::subprotocols(&parts);
-    let transport = Transport::new(cfg.ws_write_high_watermark, cfg.ws_write_low_watermark);
+    let subprotocols = handshake::subprotocols(&head.headers);
     let (client, secure) = info.identity(&head.headers, &cfg.proxy);
+    let log = ctx.access_log.as_ref().map(|l| l.entry(&head, client));
+    let scope_head = request::from_h1(&mut head);
+    drop(head);
+    let transport = Transport::new(cfg.ws_write_high_watermark, cfg.ws_write_low_watermark);
     let mut extensions = info.extensions();
     extensions.insert("websocket.http.response", Default::default());
     let scope = WebSocketScope {
-        http_version: head.http_version,
+        http_version: scope_head.http_version,
         scheme: std::borrow::Cow::Borrowed(if secure { "wss" } else { "ws" }),
-        path: head.path,
-        raw_path: head.raw_path,
-        query_string: head.query_string,
+        path: scope_head.path,
+        raw_path: scope_head.raw_path,
+        query_string: scope_head.query_string,
         root_path: cfg.root_path.clone(),
-        headers: head.headers,
+        headers: scope_head.headers,
         client,
         server: Some(info.local.clone()),
         subprotocols: subprotocols.clone(),
@@ -114,202 +123,292 @@ pub(crate) async fn handle_upgrade<I: Io>(
         Receiver::new(WsSource(shared.clone())),
         Sender::new(shared.clone() as Arc<dyn pagi::EventSink>),
     );
-    tokio::spawn(session_task::<I>(
-        app,
-        shared.clone(),
-        on_upgrade,
-        ctx.clone(),
-        ctx.live.guard(),
-    ));
+    let driver = driver::prepare(io, shared.clone(), &ctx);
+    let handshake = Box::new(Handshake {
+        driver,
+        accept_key,
+        extensions: negotiated.map(|(_, value)| value),
+        early: BytesMut::from(&early[..]),
+    });
+    drop(early);
+    Box::pin(Session {
+        app: Some(app),
+        shared,
+        socket: Socket::Deciding(handshake),
+        phase: PhaseWatch::new(&ctx),
+        ctx,
+        log: log.map(Box::new),
+        status: 0,
+    })
+}
 
-    // If hyper drops us here the client left before the app decided.
-    let gone = ClientGone(Some(shared.clone()));
-    let decision = poll_fn(|cx| shared.poll_decision(cx)).await;
-    gone.disarm();
-    match decision {
+/// Poll rounds before the session yields to the scheduler.
+const MAX_ROUNDS: usize = 32;
+
+/// A WebSocket session: the app and the socket's half (the handshake's
+/// answer, then the driver), polled side by side in the connection's task.
+/// It ends when both are done, or when a forced shutdown stops it.
+///
+/// Written out as a struct rather than nested `async` blocks: it is what
+/// every open WebSocket holds for its whole life, and each nesting level of
+/// async functions would keep room for its arguments and all its states.
+struct Session<I> {
+    app: Option<BoxFuture<Result<(), BoxError>>>,
+    shared: Arc<WsShared>,
+    socket: Socket<I>,
+    /// One watch on the server's phase per session: draining asks the
+    /// driver for Close 1001, stopped drops everything.
+    phase: PhaseWatch,
+    ctx: Arc<Ctx>,
+    log: Option<Box<Entry>>,
+    /// The handshake's status, for the log.
+    status: u16,
+}
+
+/// The socket's half of a session.
+enum Socket<I> {
+    /// Waiting for the app's decision.
+    Deciding(Box<Handshake<I>>),
+    /// Writing the answer; then the session runs if it was a 101.
+    Answering(Box<Answer<I>>),
+    Running(Box<driver::Driver<I>>),
+    /// A refusal was written: shutting the stream.
+    Shutting(Box<driver::Driver<I>>),
+    Done,
+}
+
+/// What answering the handshake needs once the app decided.
+struct Handshake<I> {
+    driver: Box<driver::Driver<I>>,
+    accept_key: String,
+    /// The negotiated `Sec-WebSocket-Extensions` value.
+    extensions: Option<String>,
+    /// Bytes that came behind the request head (a client should send none
+    /// before the 101).
+    early: BytesMut,
+}
+
+struct Answer<I> {
+    driver: Box<driver::Driver<I>>,
+    out: Bytes,
+    accepted: bool,
+    early: BytesMut,
+}
+
+impl<I: Io> Future for Session<I> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if let Poll::Ready(phase) = this.phase.poll_change(cx) {
+            if phase == Phase::Stopped {
+                this.shared.end(1006, "server_shutdown");
+                this.log_end();
+                return Poll::Ready(());
+            }
+            this.shared.begin_shutdown();
+        }
+        // A wake between the halves (a message for the app, a frame for the
+        // driver) marks the session dirty and loops here instead of
+        // rescheduling the task. The first round polls both halves (the wake
+        // may have come from either's socket or timer); later rounds only
+        // those woken since they last ran.
+        this.shared.begin_poll(cx);
+        let mut todo = Half::BOTH;
+        for _ in 0..MAX_ROUNDS {
+            if todo & Half::App.bit() != 0 {
+                this.poll_app(cx);
+            }
+            if todo & Half::Driver.bit() != 0 {
+                this.poll_socket(cx);
+            }
+            todo = this.shared.end_poll();
+            if this.app.is_none() && matches!(this.socket, Socket::Done) {
+                this.log_end();
+                return Poll::Ready(());
+            }
+            if todo == 0 {
+                return Poll::Pending;
+            }
+        }
+        // Busy for a while: yield to other tasks, come back soon.
+        this.shared.end_poll_now();
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl<I: Io> Session<I> {
+    fn poll_app(&mut self, cx: &mut Context<'_>) {
+        let Some(app) = &mut self.app else { return };
+        // A panic is an app error: the session still ends properly (500
+        // before accept, Close 1011 after); the handshake never waits forever.
+        let Poll::Ready(result) = crate::app_poll::poll_app(app, cx) else {
+            return;
+        };
+        self.app = None;
+        if let Err(e) = &result {
+            tracing::error!("PAGI application error (WebSocket): {e}");
+        }
+        self.shared.app_finished(result.is_err());
+    }
+
+    fn poll_socket(&mut self, cx: &mut Context<'_>) {
+        loop {
+            match &mut self.socket {
+                Socket::Deciding(hs) => {
+                    let Poll::Ready(decision) = poll_decision(&self.shared, hs, cx) else {
+                        return;
+                    };
+                    let Socket::Deciding(hs) = std::mem::replace(&mut self.socket, Socket::Done)
+                    else {
+                        unreachable!()
+                    };
+                    let Some(decision) = decision else {
+                        return; // the client left
+                    };
+                    let (out, status, accepted) = answer(decision, &hs);
+                    self.status = status;
+                    let Handshake { driver, early, .. } = *hs;
+                    self.socket = Socket::Answering(Box::new(Answer {
+                        driver,
+                        out,
+                        accepted,
+                        early,
+                    }));
+                }
+                Socket::Answering(a) => {
+                    while !a.out.is_empty() {
+                        match Pin::new(a.driver.stream()).poll_write(cx, &a.out) {
+                            Poll::Ready(Ok(n)) if n > 0 => bytes::Buf::advance(&mut a.out, n),
+                            Poll::Ready(_) => {
+                                self.shared.end(1006, "write_error");
+                                self.socket = Socket::Done;
+                                return;
+                            }
+                            Poll::Pending => return,
+                        }
+                    }
+                    let Socket::Answering(a) = std::mem::replace(&mut self.socket, Socket::Done)
+                    else {
+                        unreachable!()
+                    };
+                    let Answer {
+                        mut driver,
+                        accepted,
+                        early,
+                        ..
+                    } = *a;
+                    self.socket = if accepted {
+                        driver.set_early(&early);
+                        Socket::Running(driver)
+                    } else {
+                        Socket::Shutting(driver)
+                    };
+                }
+                Socket::Running(driver) => {
+                    if driver.poll_session(cx).is_ready() {
+                        self.socket = Socket::Done;
+                    }
+                    return;
+                }
+                Socket::Shutting(driver) => {
+                    if Pin::new(driver.stream()).poll_shutdown(cx).is_pending() {
+                        return;
+                    }
+                    self.shared.end(1006, "client_closed");
+                    self.socket = Socket::Done;
+                }
+                Socket::Done => return,
+            }
+        }
+    }
+
+    fn log_end(&mut self) {
+        if let (Some(entry), Some(log)) = (self.log.take(), &self.ctx.access_log) {
+            log.write(*entry, self.status, 0);
+        }
+    }
+}
+
+/// The app's decision, while watching the socket: a client that leaves
+/// ends the session (1006 `client_closed`) and gives `None`.
+fn poll_decision<I: Io>(
+    shared: &WsShared,
+    hs: &mut Handshake<I>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Decision, bool>>> {
+    if let Poll::Ready(d) = shared.poll_decision(cx) {
+        return Poll::Ready(Some(d));
+    }
+    while hs.early.len() < EARLY_MAX {
+        let room = EARLY_MAX - hs.early.len();
+        let mut limited = bytes::BufMut::limit(&mut hs.early, room);
+        match std::pin::pin!(hs.driver.stream().read_buf(&mut limited)).poll(cx) {
+            Poll::Ready(Ok(0)) => {
+                shared.end(1006, "client_closed");
+                return Poll::Ready(None);
+            }
+            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Err(_)) => {
+                shared.end(1006, "read_error");
+                return Poll::Ready(None);
+            }
+            Poll::Pending => break,
+        }
+    }
+    Poll::Pending
+}
+
+/// The response that answers the handshake: its bytes, its status, and
+/// whether the session goes on.
+fn answer<I>(decision: Result<Decision, bool>, hs: &Handshake<I>) -> (Bytes, u16, bool) {
+    let mut out = BytesMut::new();
+    let (status, accepted) = match decision {
         Ok(Decision::Accept {
             subprotocol,
             headers,
         }) => {
-            let mut resp = Response::new(None);
-            *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-            let h = resp.headers_mut();
-            h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-            h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-            h.insert(
-                header::SEC_WEBSOCKET_ACCEPT,
-                HeaderValue::from_str(&accept_key).expect("base64 is a valid header value"),
+            encode::switching_protocols(
+                &hs.accept_key,
+                hs.extensions.as_deref(),
+                subprotocol.as_deref(),
+                &headers,
+                &mut out,
             );
-            if let Some((_, value)) = &negotiated {
-                if let Ok(v) = HeaderValue::from_str(value) {
-                    h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
-                }
-            }
-            if let Some(p) = subprotocol.and_then(|p| HeaderValue::from_str(&p).ok()) {
-                h.insert(header::SEC_WEBSOCKET_PROTOCOL, p);
-            }
-            for (name, value) in headers {
-                if let Some(name) = name {
-                    h.append(name, value);
-                }
-            }
-            resp
+            (101, true)
         }
-        Ok(Decision::Reject) => canned(StatusCode::FORBIDDEN, true),
-        Ok(Decision::Deny { head, body }) => {
-            let mut resp = Response::from_parts(head, Some(body));
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            resp
+        Ok(Decision::Reject) => {
+            encode::canned(403, "Forbidden", false, &mut out);
+            (403, false)
+        }
+        Ok(Decision::Deny {
+            status,
+            headers,
+            body,
+        }) => {
+            let info = encode::ResponseInfo {
+                status,
+                head_request: false,
+                http10: false,
+                keep_alive: false,
+                announce_keep_alive: false,
+                known_length: Some(body.len() as u64),
+                trailers: false,
+            };
+            let framing = encode::encode_head(&info, &headers, &mut out).framing;
+            if framing != encode::BodyFraming::None {
+                out.extend_from_slice(&body);
+            }
+            (status, false)
         }
         Err(failed) => {
             if !failed {
                 tracing::error!("PAGI application returned without accepting the WebSocket");
             }
-            canned(StatusCode::INTERNAL_SERVER_ERROR, true)
-        }
-    }
-}
-
-fn refusal_response(refusal: Refusal) -> Answer {
-    match refusal {
-        Refusal::BadRequest(why) => {
-            let mut resp = canned(StatusCode::BAD_REQUEST, true);
-            *resp.body_mut() = Some(format!("Bad Request: {why}\n").into());
-            resp
-        }
-        Refusal::WrongVersion => {
-            let mut resp = canned(StatusCode::UPGRADE_REQUIRED, true);
-            resp.headers_mut().insert(
-                header::SEC_WEBSOCKET_VERSION,
-                HeaderValue::from_static("13"),
-            );
-            resp
-        }
-    }
-}
-
-/// Marks the session ended (1006 `client_closed`) unless disarmed.
-struct ClientGone(Option<Arc<WsShared>>);
-
-impl ClientGone {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for ClientGone {
-    fn drop(&mut self) {
-        if let Some(shared) = self.0.take() {
-            shared.end(1006, "client_closed");
-        }
-    }
-}
-
-/// Poll rounds before the session task yields to the scheduler.
-const MAX_ROUNDS: usize = 32;
-
-/// One task per session: the app and, once upgraded, the socket driver.
-/// It ends when both are done, or when a forced shutdown stops it.
-async fn session_task<I: Io>(
-    app: BoxFuture<Result<(), BoxError>>,
-    shared: Arc<WsShared>,
-    on_upgrade: hyper::upgrade::OnUpgrade,
-    ctx: Arc<Ctx>,
-    _live: LiveGuard,
-) {
-    let app_part = async {
-        // A panic is an app error: the session still ends properly (500
-        // before accept, Close 1011 after), the handshake never waits forever.
-        let mut app = app;
-        let result = poll_fn(|cx| crate::app_poll::poll_app(&mut app, cx)).await;
-        if let Err(e) = &result {
-            tracing::error!("PAGI application error (WebSocket): {e}");
-        }
-        shared.app_finished(result.is_err());
-    };
-    let socket_part = async {
-        // The driver future is made before it is awaited, so that nothing
-        // of the upgrade (the stream, hyper's parts) stays in this task's
-        // state beside it.
-        let driver = match on_upgrade.await {
-            Ok(upgraded) => match upgraded.downcast::<TokioIo<I>>() {
-                Ok(parts) => Some(driver::drive(
-                    parts.io.into_inner(),
-                    parts.read_buf,
-                    shared.clone(),
-                    &ctx,
-                )),
-                Err(_) => {
-                    shared.end(1006, "server_error");
-                    None
-                }
-            },
-            // Not upgraded: refused, denied, or the client left.
-            Err(_) => {
-                shared.end(1006, "client_closed");
-                None
-            }
-        };
-        if let Some(driver) = driver {
-            driver.await;
+            encode::canned(500, "Internal Server Error", false, &mut out);
+            (500, false)
         }
     };
-    // Poll both halves in one loop; a wake between them (a message for the
-    // app, a frame for the driver) marks the session dirty and loops here
-    // instead of rescheduling the task.
-    let both = async {
-        tokio::pin!(app_part, socket_part);
-        let (mut app_done, mut socket_done) = (false, false);
-        poll_fn(|cx| {
-            shared.begin_poll(cx);
-            // The first round polls both halves (the wake may have come from
-            // either's socket or timer); later rounds only those woken since
-            // they last ran.
-            let mut todo = Half::BOTH;
-            for _ in 0..MAX_ROUNDS {
-                if !app_done && todo & Half::App.bit() != 0 {
-                    app_done = app_part.as_mut().poll(cx).is_ready();
-                }
-                if !socket_done && todo & Half::Driver.bit() != 0 {
-                    socket_done = socket_part.as_mut().poll(cx).is_ready();
-                }
-                todo = shared.end_poll();
-                if app_done && socket_done {
-                    return std::task::Poll::Ready(());
-                }
-                if todo == 0 {
-                    return std::task::Poll::Pending;
-                }
-            }
-            // Busy for a while: yield to other tasks, come back soon.
-            shared.end_poll_now();
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        })
-        .await
-    };
-    // One watch on the server's phase per session (not one per half):
-    // draining asks the driver for Close 1001, stopped drops everything.
-    let mut phase = ctx.phase.clone();
-    tokio::pin!(both);
-    let mut seen = Phase::Running;
-    loop {
-        let now = *phase.borrow_and_update();
-        if now >= Phase::Draining && seen < Phase::Draining {
-            shared.begin_shutdown();
-        }
-        if now == Phase::Stopped {
-            shared.end(1006, "server_shutdown");
-            return;
-        }
-        seen = now;
-        tokio::select! {
-            () = &mut both => return,
-            changed = phase.changed() => if changed.is_err() {
-                shared.end(1006, "server_shutdown");
-                return;
-            },
-        }
-    }
+    (out.freeze(), status, accepted)
 }

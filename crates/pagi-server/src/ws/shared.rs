@@ -9,25 +9,28 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::HeaderMap;
-use pagi::{EventSink, EventSource, Message, ReceiveEvent, SendError, SendEvent, Transport};
+use pagi::{
+    EventSink, EventSource, Headers, Message, ReceiveEvent, SendError, SendEvent, Transport,
+};
 use pagi_ws::{Session, SessionConfig};
 
 use crate::budget::Account;
 use crate::wire::handshake::check_subprotocol;
-use crate::wire::response::{header_map, response_head};
+use crate::wire::response::{check_final_status, check_headers};
 
 /// How the app answered `websocket.connect`.
 pub(crate) enum Decision {
     Accept {
         subprotocol: Option<String>,
-        headers: HeaderMap,
+        /// Checked extra response headers.
+        headers: Headers,
     },
     /// `websocket.close` before accept: HTTP 403.
     Reject,
-    /// The denial-response extension.
+    /// The denial-response extension: a checked status and headers.
     Deny {
-        head: http::response::Parts,
+        status: u16,
+        headers: Headers,
         body: Bytes,
     },
 }
@@ -92,7 +95,7 @@ pub(crate) struct Inner {
     connect_delivered: bool,
     /// Boxed: only used during the handshake, and large.
     pub(crate) decision: Option<Box<Decision>>,
-    deny: Option<Box<(http::response::Parts, BytesMut)>>,
+    deny: Option<Box<(u16, Headers, BytesMut)>>,
     /// The server is draining: the driver sends Close 1001.
     pub(crate) shutdown_requested: bool,
     pub(crate) session: Option<Session>,
@@ -276,7 +279,7 @@ impl WsShared {
                 if let Some(p) = &subprotocol {
                     check_subprotocol(p, &self.offered).map_err(SendError::new)?;
                 }
-                let headers = header_map(headers, true, HeaderMap::new())?;
+                check_headers(&headers)?;
                 inner.decision = Some(Box::new(Decision::Accept {
                     subprotocol,
                     headers,
@@ -326,10 +329,9 @@ impl WsShared {
                 if inner.deny.is_some() {
                     return Err(SendError::new("websocket.http.response.start sent twice"));
                 }
-                inner.deny = Some(Box::new((
-                    response_head(status, headers, http::HeaderMap::new())?,
-                    BytesMut::new(),
-                )));
+                check_final_status(status)?;
+                check_headers(&headers)?;
+                inner.deny = Some(Box::new((status, headers, BytesMut::new())));
                 return Ok(());
             }
             SendEvent::WebSocketHttpResponseBody { body, more } => {
@@ -341,11 +343,12 @@ impl WsShared {
                         "websocket.http.response.body before websocket.http.response.start",
                     ));
                 };
-                deny.1.extend_from_slice(&body);
+                deny.2.extend_from_slice(&body);
                 if !more {
-                    let (head, body) = *inner.deny.take().expect("deny started");
+                    let (status, headers, body) = *inner.deny.take().expect("deny started");
                     inner.decision = Some(Box::new(Decision::Deny {
-                        head,
+                        status,
+                        headers,
                         body: body.freeze(),
                     }));
                     inner.phase = Phase::Done;

@@ -1,0 +1,421 @@
+//! What an HTTP/1.1 connection has to write: response heads and framing
+//! (small, coalesced into one buffer), body pieces (kept as they are, no
+//! copy) and files, written with vectored writes; files go out with
+//! `sendfile(2)` on plain sockets, through a buffer otherwise.
+//!
+//! Reading a file must not block the connection's worker thread on a cold
+//! page cache: each chunk is first probed with a non-blocking read
+//! (`RWF_NOWAIT`), and a chunk that is not cached is read on tokio's
+//! blocking pool first.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::task::JoinHandle;
+
+use crate::http::exchange::FileBody;
+use crate::listener::Io;
+
+/// Pieces up to this size are copied into the framing buffer (one slice
+/// fewer for the kernel); larger ones are written from where they are.
+const COPY_MAX: usize = 1024;
+/// Most slices handed to one `writev`.
+const MAX_SLICES: usize = 64;
+/// A file goes out in chunks of this size (each probed for the cache).
+const FILE_CHUNK: usize = 256 * 1024;
+/// Bytes written in one poll before the task yields to others: a fast
+/// client downloading a large body must not starve the worker thread.
+const WRITE_PER_POLL: u64 = 2 * 1024 * 1024;
+
+/// One thing to write.
+enum Piece {
+    Bytes(Bytes),
+    File(FileSend),
+}
+
+/// The connection's pending output.
+#[derive(Default)]
+pub(crate) struct Output {
+    pieces: VecDeque<Piece>,
+    /// Small bytes (heads, chunk framing, small bodies), not yet a piece.
+    tail: BytesMut,
+    /// Bytes not written yet (files count what is left of them).
+    pending: u64,
+}
+
+impl Output {
+    /// Bytes not written yet.
+    pub(crate) fn pending(&self) -> u64 {
+        self.pending
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending == 0
+    }
+
+    /// The buffer small output is written into (`pending` is counted when
+    /// it is sealed).
+    pub(crate) fn tail(&mut self) -> &mut BytesMut {
+        &mut self.tail
+    }
+
+    pub(crate) fn put_slice(&mut self, b: &[u8]) {
+        self.tail.extend_from_slice(b);
+    }
+
+    /// Queue body bytes: copied if small, else kept as they are.
+    pub(crate) fn push_bytes(&mut self, b: Bytes) {
+        if b.len() <= COPY_MAX {
+            self.tail.extend_from_slice(&b);
+            return;
+        }
+        self.seal();
+        self.pending += b.len() as u64;
+        self.pieces.push_back(Piece::Bytes(b));
+    }
+
+    /// Queue a file's bytes.
+    pub(crate) fn push_file(&mut self, f: FileBody) {
+        if f.len == 0 {
+            return;
+        }
+        self.seal();
+        self.pending += f.len;
+        self.pieces.push_back(Piece::File(FileSend::new(f)));
+    }
+
+    /// Make the small bytes so far a piece of their own.
+    fn seal(&mut self) {
+        if !self.tail.is_empty() {
+            let b = self.tail.split().freeze();
+            self.pending += b.len() as u64;
+            self.pieces.push_back(Piece::Bytes(b));
+        }
+    }
+
+    /// Drop everything not written (the connection is going away).
+    pub(crate) fn clear(&mut self) {
+        self.pieces.clear();
+        self.tail.clear();
+        self.pending = 0;
+    }
+
+    /// Write until everything went out (`Ready(Ok)`), the socket is full,
+    /// or this poll wrote its share (`Pending`, woken again).
+    pub(crate) fn poll_write<I: Io>(
+        &mut self,
+        io: &mut I,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.seal();
+        let mut written = 0u64;
+        loop {
+            if written >= WRITE_PER_POLL {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            match self.pieces.front_mut() {
+                None => return Pin::new(&mut *io).poll_flush(cx),
+                Some(Piece::File(f)) => {
+                    let n = std::task::ready!(f.poll_send(io, cx))?;
+                    written += n;
+                    self.pending -= n;
+                    if f.left == 0 && f.buffered.is_empty() {
+                        self.pieces.pop_front();
+                    }
+                }
+                Some(Piece::Bytes(_)) => {
+                    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                    let mut n = 0;
+                    for p in self.pieces.iter() {
+                        let Piece::Bytes(b) = p else { break };
+                        if n == MAX_SLICES {
+                            break;
+                        }
+                        slices[n] = IoSlice::new(b);
+                        n += 1;
+                    }
+                    let stream = Pin::new(&mut *io);
+                    let w = if n == 1 {
+                        std::task::ready!(stream.poll_write(cx, &slices[0]))?
+                    } else {
+                        std::task::ready!(stream.poll_write_vectored(cx, &slices[..n]))?
+                    };
+                    if w == 0 {
+                        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                    }
+                    self.advance(w);
+                    written += w as u64;
+                }
+            }
+        }
+    }
+
+    /// `n` bytes of the leading byte pieces were written.
+    fn advance(&mut self, mut n: usize) {
+        self.pending -= n as u64;
+        while n > 0 {
+            let Some(Piece::Bytes(b)) = self.pieces.front_mut() else {
+                unreachable!("advanced past the byte pieces");
+            };
+            if n < b.len() {
+                b.advance(n);
+                return;
+            }
+            n -= b.len();
+            self.pieces.pop_front();
+        }
+    }
+}
+
+/// A file being sent.
+struct FileSend {
+    file: Arc<File>,
+    offset: u64,
+    /// Bytes of the file not read (or sent) yet.
+    left: u64,
+    /// Read from the file, not written yet (the buffered way).
+    buffered: Bytes,
+    /// A chunk being read on the blocking pool (the page cache missed).
+    reading: Option<JoinHandle<io::Result<Bytes>>>,
+    /// `sendfile` works on this connection (asked on the first chunk).
+    direct: Option<bool>,
+}
+
+impl FileSend {
+    fn new(f: FileBody) -> FileSend {
+        // Tell the kernel to read ahead generously (ignored if unsupported).
+        let _ = rustix::fs::fadvise(
+            &f.file,
+            f.offset,
+            std::num::NonZeroU64::new(f.len),
+            rustix::fs::Advice::Sequential,
+        );
+        FileSend {
+            file: Arc::new(f.file),
+            offset: f.offset,
+            left: f.len,
+            buffered: Bytes::new(),
+            reading: None,
+            direct: None,
+        }
+    }
+
+    /// Send some of the file: `Ready(Ok(n))` with the bytes written.
+    fn poll_send<I: Io>(&mut self, io: &mut I, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        if !self.buffered.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut *io).poll_write(cx, &self.buffered))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.buffered.advance(n);
+            return Poll::Ready(Ok(n as u64));
+        }
+        if let Some(reading) = &mut self.reading {
+            let read = std::task::ready!(Pin::new(reading).poll(cx));
+            self.reading = None;
+            let chunk = read.map_err(io::Error::other)??;
+            if self.direct == Some(true) {
+                // Only warming the cache: now sendfile finds it there.
+                return self.poll_direct(io, cx);
+            }
+            self.take_chunk(chunk)?;
+            return Poll::Ready(Ok(0));
+        }
+        if *self.direct.get_or_insert_with(|| io.can_sendfile()) {
+            if !cached(&self.file, self.offset, self.chunk()) {
+                self.read_in_background(true);
+                return self.poll_send(io, cx);
+            }
+            return self.poll_direct(io, cx);
+        }
+        // The buffered way: read a chunk (without blocking if cached).
+        let chunk = self.chunk();
+        let mut buf = vec![0u8; chunk];
+        match read_nowait(&self.file, self.offset, &mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                self.take_chunk(Bytes::from(buf))?;
+                Poll::Ready(Ok(0))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.read_in_background(false);
+                self.poll_send(io, cx)
+            }
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn chunk(&self) -> usize {
+        usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(FILE_CHUNK)
+    }
+
+    fn poll_direct<I: Io>(&mut self, io: &mut I, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        let chunk = self.chunk();
+        let sent = match io.poll_sendfile(cx, &self.file, &mut self.offset, chunk) {
+            Some(p) => std::task::ready!(p)?,
+            None => unreachable!("sendfile was available"),
+        };
+        if sent == 0 {
+            return Poll::Ready(Err(truncated()));
+        }
+        self.left -= sent as u64;
+        Poll::Ready(Ok(sent as u64))
+    }
+
+    /// A chunk read the buffered way: it is what gets written next.
+    fn take_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
+        if chunk.is_empty() {
+            return Err(truncated());
+        }
+        let n = (chunk.len() as u64).min(self.left);
+        self.offset += n;
+        self.left -= n;
+        self.buffered = chunk;
+        Ok(())
+    }
+
+    /// Read the next chunk on the blocking pool (`warm_only`: just to get
+    /// it into the page cache, for sendfile).
+    fn read_in_background(&mut self, warm_only: bool) {
+        let (file, offset, chunk) = (self.file.clone(), self.offset, self.chunk());
+        self.reading = Some(tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; chunk];
+            let mut filled = 0;
+            while filled < chunk {
+                match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            buf.truncate(filled);
+            Ok(if warm_only {
+                Bytes::new()
+            } else {
+                Bytes::from(buf)
+            })
+        }));
+    }
+}
+
+fn truncated() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the file shrank while it was being sent",
+    )
+}
+
+/// Whether both ends of the chunk at `offset` are in the page cache (a
+/// non-blocking one-byte read of each succeeds). A file system that cannot
+/// tell is taken as cached.
+fn cached(file: &File, offset: u64, len: usize) -> bool {
+    let mut byte = [0u8; 1];
+    [offset, offset + len.saturating_sub(1) as u64]
+        .into_iter()
+        .all(|at| match read_nowait(file, at, &mut byte) {
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+            Ok(_) => true,
+        })
+}
+
+/// A positional read that fails with `WouldBlock` instead of waiting for
+/// the disk (`preadv2` with `RWF_NOWAIT`); where that flag is not
+/// supported, a plain positional read.
+fn read_nowait(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+    use rustix::io::{preadv2, Errno, ReadWriteFlags};
+    match preadv2(
+        file,
+        &mut [io::IoSliceMut::new(buf)],
+        offset,
+        ReadWriteFlags::NOWAIT,
+    ) {
+        Ok(n) => Ok(n),
+        Err(Errno::AGAIN) => Err(io::ErrorKind::WouldBlock.into()),
+        Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {
+            use std::os::unix::fs::FileExt;
+            file.read_at(buf, offset)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn temp_file(name: &str, len: usize) -> (std::path::PathBuf, Vec<u8>) {
+        let path = std::env::temp_dir().join(format!("pagi-output-{name}-{}", std::process::id()));
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        (path, data)
+    }
+
+    /// Write everything in `out` into one end of a socket pair; what
+    /// arrived at the other.
+    async fn drain(mut out: Output) -> Vec<u8> {
+        let (a, mut b) = tokio::net::UnixStream::pair().unwrap();
+        let mut a = crate::listener::Stream::Unix(a);
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            b.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        std::future::poll_fn(|cx| out.poll_write(&mut a, cx))
+            .await
+            .unwrap();
+        assert!(out.is_empty());
+        drop(a);
+        reader.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn pieces_files_and_framing_arrive_in_order() {
+        let (path, data) = temp_file("order", 3 * FILE_CHUNK + 123);
+        let mut out = Output::default();
+        out.put_slice(b"HEAD\r\n");
+        out.push_bytes(Bytes::from_static(b"small"));
+        out.push_bytes(Bytes::from(vec![b'L'; 5000]));
+        out.push_file(FileBody {
+            file: File::open(&path).unwrap(),
+            offset: 100,
+            len: data.len() as u64 - 100,
+        });
+        out.put_slice(b"\r\nEND");
+        let got = drain(out).await;
+        let mut want = b"HEAD\r\nsmall".to_vec();
+        want.extend(vec![b'L'; 5000]);
+        want.extend(&data[100..]);
+        want.extend(b"\r\nEND");
+        assert_eq!(got.len(), want.len());
+        assert!(got == want);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_that_shrinks_while_sent_is_an_error_not_zeros() {
+        let (path, data) = temp_file("shrink", 1000);
+        let mut out = Output::default();
+        out.push_file(FileBody {
+            file: File::open(&path).unwrap(),
+            offset: 0,
+            len: data.len() as u64 + 500,
+        });
+        let (a, _b) = tokio::net::UnixStream::pair().unwrap();
+        let mut a = crate::listener::Stream::Unix(a);
+        let r = std::future::poll_fn(|cx| out.poll_write(&mut a, cx)).await;
+        assert_eq!(r.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
