@@ -8,13 +8,15 @@
 //!
 //! How a connection flows (see `docs/architecture.md`): a listener
 //! (`listener/`) accepts a stream, which `conn.rs` takes through its PROXY
-//! header and TLS handshake when its listener wants them and hands to
-//! hyper's HTTP/1.1 connection; each request becomes either an `http`
-//! exchange (`http/`: the app is driven inside hyper's task, its sends
-//! become response frames) or a WebSocket upgrade (`ws/`: the app decides
-//! accept/reject, then one task runs the app next to a socket driver built
-//! on the sans-IO `pagi_ws::Session`). `wire/` holds the pure translations
-//! between the wire and PAGI; `ctx.rs` what every connection shares.
+//! header and TLS handshake when its listener wants them and hands to the
+//! HTTP/1.1 connection (`http1/`), which reads request heads and bodies
+//! with the pure codec in `wire::h1` and runs one exchange at a time: an
+//! `http` or `sse` exchange (`http/`: the app is polled inside the
+//! connection's task, its sends become framed response bytes) or a
+//! WebSocket handshake (`ws/`: the app decides accept/reject, then the
+//! session runs the app next to a socket driver built on the sans-IO
+//! `pagi_ws::Session`). `wire/` holds the pure translations between the
+//! wire and PAGI; `ctx.rs` what every connection shares.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), pagi_server::Error> {
