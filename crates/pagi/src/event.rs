@@ -4,7 +4,7 @@ use bytes::Bytes;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::Headers;
+use crate::{Headers, Value};
 
 /// A WebSocket message: text (valid UTF-8, decoded) or binary.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,8 +43,10 @@ impl Message {
     }
 }
 
-/// An event from the client, returned by [`crate::Receiver::recv`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An event from the client, returned by [`crate::Receiver::recv`]; or,
+/// as [`ReceiveEvent::Custom`], one a middleware injects into the `receive`
+/// it hands the app.
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum ReceiveEvent {
     /// `http.request`: a de-chunked request body fragment; `more` is true
@@ -92,11 +94,28 @@ pub enum ReceiveEvent {
     LifespanStartup,
     /// `lifespan.shutdown`.
     LifespanShutdown,
+    /// An event of a type the spec does not define, made by a middleware
+    /// that wraps `receive` (its own event source, e.g. a timer's `tick`).
+    /// Servers never produce it.
+    ///
+    /// ```
+    /// use pagi::{ReceiveEvent, Value};
+    /// let tick = ReceiveEvent::custom("tick", Value::Int(3));
+    /// assert_eq!(tick.type_name(), "tick");
+    /// assert!(!tick.is_disconnect());
+    /// ```
+    Custom {
+        /// The event's `type`, e.g. `tick` (by convention not one of the
+        /// spec's, which have variants of their own).
+        kind: std::borrow::Cow<'static, str>,
+        /// Whatever the event carries.
+        data: Value,
+    },
 }
 
 impl ReceiveEvent {
-    /// The spec's `type` string, e.g. `websocket.receive`.
-    pub fn type_name(&self) -> &'static str {
+    /// The event's `type` string, e.g. `websocket.receive`.
+    pub fn type_name(&self) -> &str {
         match self {
             ReceiveEvent::HttpRequest { .. } => "http.request",
             ReceiveEvent::HttpDisconnect => "http.disconnect",
@@ -107,6 +126,15 @@ impl ReceiveEvent {
             ReceiveEvent::SseDisconnect { .. } => "sse.disconnect",
             ReceiveEvent::LifespanStartup => "lifespan.startup",
             ReceiveEvent::LifespanShutdown => "lifespan.shutdown",
+            ReceiveEvent::Custom { kind, .. } => kind,
+        }
+    }
+
+    /// A [`ReceiveEvent::Custom`] event.
+    pub fn custom(kind: impl Into<std::borrow::Cow<'static, str>>, data: Value) -> Self {
+        ReceiveEvent::Custom {
+            kind: kind.into(),
+            data,
         }
     }
 
