@@ -22,8 +22,8 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use pagi::{ServerAddr, SharedApp};
 use pagi_server::{
-    ClientCertMode, Config, LifespanMode, Listen, ListenAddr, ProxyConfig, QueuePolicy, Server,
-    TlsConfig, TrustedProxies,
+    AccessLogConfig, ClientCertMode, Config, LifespanMode, Listen, ListenAddr, LogTarget,
+    ProxyConfig, QueuePolicy, Server, TlsConfig, TrustedProxies,
 };
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -146,6 +146,19 @@ struct Args {
     /// Most request headers; beyond it 431.
     #[arg(long, default_value_t = 100, value_name = "N")]
     max_header_count: usize,
+    /// Longest request line (method, target, version) in bytes; beyond it 414.
+    #[arg(long, default_value_t = 8192, value_name = "BYTES")]
+    max_request_line: usize,
+    /// Append the access log to FILE ("-" for stderr, the default).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_access_log")]
+    access_log: Option<PathBuf>,
+    /// Write no access log.
+    #[arg(long)]
+    no_access_log: bool,
+    /// Access log format: a preset (clf, combined, common, tiny) or %-atoms
+    /// (%h %t %r %m %U %q %H %s %b %B %d %D %T %{ms}T %{Header}i ...).
+    #[arg(long, default_value = "clf", value_name = "FORMAT")]
+    access_log_format: String,
     /// Seconds allowed to receive a request head (also the idle keep-alive limit); 0 = no limit.
     #[arg(long = "timeout", default_value_t = 60, value_name = "SECS")]
     header_read_timeout: u64,
@@ -218,6 +231,8 @@ impl Args {
             max_body_size: self.max_body_size,
             max_header_size: self.max_header_size,
             max_header_count: self.max_header_count,
+            max_request_line: self.max_request_line,
+            access_log: self.access_log(),
             header_read_timeout: secs(self.header_read_timeout),
             request_timeout: secs(self.request_timeout),
             ws_max_message_size: self.max_ws_message_size,
@@ -242,6 +257,23 @@ impl Args {
         }
         c.ws_deflate.enabled = matches!(self.ws_compression, OnOff::On);
         Ok(c)
+    }
+}
+
+impl Args {
+    /// On unless --no-access-log: to stderr, or the --access-log file.
+    fn access_log(&self) -> Option<AccessLogConfig> {
+        if self.no_access_log {
+            return None;
+        }
+        let target = match &self.access_log {
+            Some(p) if p.as_os_str() != "-" => LogTarget::File(p.clone()),
+            _ => LogTarget::Stderr,
+        };
+        Some(AccessLogConfig {
+            target,
+            format: self.access_log_format.clone(),
+        })
     }
 }
 
@@ -375,6 +407,11 @@ pub fn run_with(resolve: impl FnOnce(Option<&str>) -> Result<SharedApp, String>)
         let max_conn = config.max_connections;
         let deflate = if config.ws_deflate.enabled { "on" } else { "off" };
         let has_tls = config.listen.iter().any(|l| l.tls.is_some());
+        let log_to_terminal = config
+            .access_log
+            .as_ref()
+            .is_some_and(|l| l.target == LogTarget::Stderr)
+            && std::io::IsTerminal::is_terminal(&std::io::stderr());
         let server = match Server::bind(config, app).await {
             Ok(s) => s,
             Err(e) if e.is_startup_failure() => return fail(&e.to_string(), 1),
@@ -396,6 +433,11 @@ pub fn run_with(resolve: impl FnOnce(Option<&str>) -> Result<SharedApp, String>)
             if addrs.starts_with(':') { "" } else { " " },
             env!("CARGO_PKG_VERSION")
         );
+        if log_to_terminal {
+            tracing::warn!(
+                "the access log goes to a terminal; this may impact performance (use --access-log FILE or --no-access-log)"
+            );
+        }
         match server.run().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e.to_string(), 1),

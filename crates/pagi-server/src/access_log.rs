@@ -2,17 +2,20 @@
 //! event stream when it ends (with its duration), in a format of `%` atoms
 //! (the reference server's, which are Apache's).
 //!
-//! Off the hot path: a connection formats its line and hands it to a
-//! bounded queue without waiting; a thread of its own writes the lines
-//! through a buffer and flushes whenever the queue runs empty. At the
-//! queue's limit lines are dropped and counted (a warning says how many),
-//! never waited for: a slow disk must not slow the server.
+//! Off the hot path: a connection formats its line (in a reused buffer)
+//! and appends it to a shared batch, without a system call and without
+//! waiting; a thread of its own takes the batch and writes it, woken when
+//! the batch passes `WAKE_AT` and otherwise every `FLUSH_EVERY`. At
+//! `MAX_PENDING` bytes lines are dropped and counted (a warning says how
+//! many), never waited for: a slow disk must not slow the server.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -20,8 +23,12 @@ use bytes::Bytes;
 use crate::config::{AccessLogConfig, LogTarget};
 use crate::wire::h1::head::{Head, Version};
 
-/// Lines queued for the writer thread, at most.
-const QUEUE: usize = 16 * 1024;
+/// A batch this big wakes the writer at once.
+const WAKE_AT: usize = 64 * 1024;
+/// The writer writes what there is at least this often.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// Bytes waiting for the writer, at most: beyond, lines are dropped.
+const MAX_PENDING: usize = 8 * 1024 * 1024;
 
 /// The named formats.
 pub(crate) const PRESETS: &[(&str, &str)] = &[
@@ -191,7 +198,7 @@ impl Format {
 /// What is known of a request when it arrives, for its line.
 pub(crate) struct Entry {
     client: Client,
-    method: String,
+    method: Cow<'static, str>,
     path: Bytes,
     query: Bytes,
     version: &'static str,
@@ -205,17 +212,44 @@ enum Client {
     Unix,
 }
 
-/// The log: the format and the queue to its writer thread.
+/// The log: the format and the batch its writer thread takes.
 pub(crate) struct AccessLog {
     format: Format,
-    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
     dropped: AtomicU64,
 }
 
-enum Msg {
-    Line(String),
-    /// Flush, then say so.
-    Flush(mpsc::Sender<()>),
+/// Between the connections and the writer thread.
+struct Shared {
+    state: Mutex<Batch>,
+    /// The writer waits here; notified when a batch gets big, or to flush.
+    wake: Condvar,
+    /// The writer says here that a flush it was asked for is done.
+    flushed: Condvar,
+}
+
+#[derive(Default)]
+struct Batch {
+    lines: Vec<u8>,
+    /// Flushes asked for, and done (the writer catches up to `asked`).
+    asked: u64,
+    done: u64,
+    /// The log is going away: write what is left and stop.
+    closing: bool,
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.shared.lock().closing = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Batch> {
+        // Nothing panics under this lock; recover rather than propagate.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl AccessLog {
@@ -232,13 +266,18 @@ impl AccessLog {
                     .open(path)?,
             ),
         };
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(Batch::default()),
+            wake: Condvar::new(),
+            flushed: Condvar::new(),
+        });
+        let for_writer = shared.clone();
         std::thread::Builder::new()
             .name("pagi-access-log".into())
-            .spawn(move || writer(rx, out))?;
+            .spawn(move || writer(&for_writer, out))?;
         Ok(AccessLog {
             format,
-            tx,
+            shared,
             dropped: AtomicU64::new(0),
         })
     }
@@ -247,7 +286,7 @@ impl AccessLog {
     pub(crate) fn entry(&self, head: &Head, client: Option<SocketAddr>) -> Entry {
         Entry {
             client: client.map_or(Client::Unix, |c| Client::Ip(c.ip())),
-            method: head.method.to_string(),
+            method: head.method.clone(),
             path: head.raw_path.clone(),
             query: head.query.clone(),
             version: match head.version {
@@ -268,12 +307,17 @@ impl AccessLog {
     /// Queue the line for `entry` with the response's `status` and body
     /// `bytes`.
     pub(crate) fn write(&self, entry: Entry, status: u16, bytes: u64) {
-        let line = self
-            .format
-            .line(&entry, status, bytes, entry.start.elapsed());
-        match self.tx.try_send(Msg::Line(line)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+        thread_local! {
+            static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        LINE.with(|line| {
+            let mut line = line.borrow_mut();
+            line.clear();
+            self.format
+                .line(&mut line, &entry, status, bytes, entry.start.elapsed());
+            let mut batch = self.shared.lock();
+            if batch.lines.len() + line.len() > MAX_PENDING {
+                drop(batch);
                 let before = self.dropped.fetch_add(1, Ordering::Relaxed);
                 if before.is_power_of_two() {
                     tracing::warn!(
@@ -281,45 +325,68 @@ impl AccessLog {
                         before + 1
                     );
                 }
+                return;
             }
-            Err(TrySendError::Disconnected(_)) => {}
-        }
+            let was = batch.lines.len();
+            batch.lines.extend_from_slice(line.as_bytes());
+            if was < WAKE_AT && batch.lines.len() >= WAKE_AT {
+                self.shared.wake.notify_one();
+            }
+        });
     }
 
     /// Wait (up to `limit`) until everything queued so far is written.
     pub(crate) fn flush(&self, limit: Duration) {
-        let (tx, rx) = mpsc::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
-            let _ = rx.recv_timeout(limit);
+        let mut b = self.shared.lock();
+        b.asked += 1;
+        let want = b.asked;
+        self.shared.wake.notify_one();
+        let deadline = Instant::now() + limit;
+        while b.done < want {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            b = match self.shared.flushed.wait_timeout(b, left) {
+                Ok((b, _)) => b,
+                Err(e) => e.into_inner().0,
+            };
         }
     }
 }
 
-fn writer(rx: Receiver<Msg>, out: Box<dyn std::io::Write + Send>) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-    while let Ok(first) = rx.recv() {
-        let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                Msg::Line(line) => {
-                    let _ = out.write_all(line.as_bytes());
-                }
-                Msg::Flush(done) => {
-                    let _ = out.flush();
-                    let _ = done.send(());
-                }
+/// The writer thread: take the batch, write it, until the log goes away.
+fn writer(shared: &Shared, mut out: Box<dyn std::io::Write + Send>) {
+    let mut spare = Vec::new();
+    loop {
+        let (closing, asked) = {
+            let mut b = shared.lock();
+            if b.lines.len() < WAKE_AT && b.done == b.asked && !b.closing {
+                b = match shared.wake.wait_timeout(b, FLUSH_EVERY) {
+                    Ok((b, _)) => b,
+                    Err(e) => e.into_inner().0,
+                };
             }
-            next = rx.try_recv().ok();
+            std::mem::swap(&mut b.lines, &mut spare);
+            (b.closing, b.asked)
+        };
+        if !spare.is_empty() {
+            let _ = out.write_all(&spare);
+            let _ = out.flush();
+            spare.clear();
         }
-        // The queue ran empty: what was written reaches the file now.
-        let _ = out.flush();
+        let mut b = shared.lock();
+        b.done = asked;
+        shared.flushed.notify_all();
+        if closing {
+            return;
+        }
     }
-    let _ = out.flush();
 }
 
 impl Format {
-    fn line(&self, e: &Entry, status: u16, bytes: u64, took: Duration) -> String {
-        let mut s = String::with_capacity(128);
+    /// Append the line for `e` to `s`.
+    fn line(&self, s: &mut String, e: &Entry, status: u16, bytes: u64, took: Duration) {
         for atom in &self.atoms {
             match atom {
                 Atom::Text(t) => s.push_str(t),
@@ -329,24 +396,24 @@ impl Format {
                     }
                     Client::Unix => s.push_str("unix"),
                 },
-                Atom::Time => clf_time(e.arrived, &mut s),
+                Atom::Time => clf_time(e.arrived, s),
                 Atom::RequestLine => {
                     s.push_str(&e.method);
                     s.push(' ');
-                    push_bytes(&mut s, &e.path);
+                    push_bytes(s, &e.path);
                     if !e.query.is_empty() {
                         s.push('?');
-                        push_bytes(&mut s, &e.query);
+                        push_bytes(s, &e.query);
                     }
                     s.push(' ');
                     s.push_str(e.version);
                 }
                 Atom::Method => s.push_str(&e.method),
-                Atom::Path => push_bytes(&mut s, &e.path),
+                Atom::Path => push_bytes(s, &e.path),
                 Atom::Query => {
                     if !e.query.is_empty() {
                         s.push('?');
-                        push_bytes(&mut s, &e.query);
+                        push_bytes(s, &e.query);
                     }
                 }
                 Atom::Version => s.push_str(e.version),
@@ -370,13 +437,12 @@ impl Format {
                     let _ = write!(s, "{}", took.as_secs());
                 }
                 Atom::Header(i) => match e.headers.get(*i).and_then(Option::as_ref) {
-                    Some(v) => push_bytes(&mut s, v),
+                    Some(v) => push_bytes(s, v),
                     None => s.push('-'),
                 },
             }
         }
         s.push('\n');
-        s
     }
 }
 
@@ -393,12 +459,27 @@ fn push_bytes(s: &mut String, b: &[u8]) {
     }
 }
 
-/// `10/Oct/2000:13:55:36 +0000` (UTC).
+/// `10/Oct/2000:13:55:36 +0000` (UTC), formatted once a second per thread.
 fn clf_time(t: SystemTime, s: &mut String) {
+    thread_local! {
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            c.1.clear();
+            format_clf_time(secs, &mut c.1);
+            c.0 = secs;
+        }
+        s.push_str(&c.1);
+    });
+}
+
+fn format_clf_time(secs: u64, s: &mut String) {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
     let _ = write!(
@@ -433,7 +514,7 @@ mod tests {
     fn entry(format: &Format, query: &str) -> Entry {
         Entry {
             client: Client::Ip("127.0.0.1".parse().unwrap()),
-            method: "GET".into(),
+            method: Cow::Borrowed("GET"),
             path: Bytes::from_static(b"/p"),
             query: Bytes::copy_from_slice(query.as_bytes()),
             version: "HTTP/1.1",
@@ -448,25 +529,50 @@ mod tests {
         }
     }
 
+    fn render(f: &Format, e: &Entry, status: u16, bytes: u64, took: Duration) -> String {
+        let mut s = String::new();
+        f.line(&mut s, e, status, bytes, took);
+        s
+    }
+
+    #[test]
+    fn lines_reach_the_file_and_flush_waits_for_them() {
+        let path = std::env::temp_dir().join(format!("pagi-access-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let log = AccessLog::start(&AccessLogConfig {
+            target: LogTarget::File(path.clone()),
+            format: "%s %m".into(),
+        })
+        .unwrap();
+        for status in [200, 404] {
+            let e = entry(&log.format, "");
+            log.write(e, status, 0);
+        }
+        log.flush(Duration::from_secs(5));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "200 GET\n404 GET\n");
+        drop(log);
+        std::fs::remove_file(&path).unwrap();
+    }
+
     #[test]
     fn presets_render_like_the_reference() {
         let f = Format::parse("combined").unwrap();
-        let line = f.line(&entry(&f, "a=1"), 200, 0, Duration::from_millis(12));
+        let line = render(&f, &entry(&f, "a=1"), 200, 0, Duration::from_millis(12));
         assert_eq!(
             line,
             "127.0.0.1 - - [10/Feb/2026:12:34:56 +0000] \"GET /p?a=1 HTTP/1.1\" 200 - \"-\" \"curl/8\"\n"
         );
         let f = Format::parse("clf").unwrap();
-        let line = f.line(&entry(&f, ""), 500, 0, Duration::from_millis(1));
+        let line = render(&f, &entry(&f, ""), 500, 0, Duration::from_millis(1));
         assert_eq!(
             line,
             "127.0.0.1 - - [10/Feb/2026:12:34:56 +0000] \"GET /p\" 500 0.001s\n"
         );
         let f = Format::parse("common").unwrap();
-        let line = f.line(&entry(&f, ""), 404, 9, Duration::ZERO);
+        let line = render(&f, &entry(&f, ""), 404, 9, Duration::ZERO);
         assert!(line.ends_with("\"GET /p HTTP/1.1\" 404 9\n"), "{line}");
         let f = Format::parse("tiny").unwrap();
-        let line = f.line(&entry(&f, "a=1"), 200, 5, Duration::from_micros(12_300));
+        let line = render(&f, &entry(&f, "a=1"), 200, 5, Duration::from_micros(12_300));
         assert_eq!(line, "GET /p?a=1 200 12ms\n");
     }
 
@@ -474,7 +580,7 @@ mod tests {
     fn every_atom() {
         let f =
             Format::parse("%h|%l|%u|%m|%U|%q|%H|%s|%b|%B|%D|%T|%{us}T|%{X-Missing}i|%%").unwrap();
-        let line = f.line(&entry(&f, "x"), 201, 7, Duration::from_micros(2_500_000));
+        let line = render(&f, &entry(&f, "x"), 201, 7, Duration::from_micros(2_500_000));
         assert_eq!(
             line,
             "127.0.0.1|-|-|GET|/p|?x|HTTP/1.1|201|7|7|2500000|2|2500000|-|%\n"
@@ -501,7 +607,7 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(civil_from_days(20_494), (2026, 2, 10));
         let mut s = String::new();
-        clf_time(UNIX_EPOCH + Duration::from_secs(971_182_536), &mut s);
+        format_clf_time(971_182_536, &mut s);
         assert_eq!(s, "10/Oct/2000:12:55:36 +0000");
     }
 }
