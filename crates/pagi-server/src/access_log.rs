@@ -549,7 +549,10 @@ mod tests {
             log.write(e, status, 0);
         }
         log.flush(Duration::from_secs(5));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "200 GET\n404 GET\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "200 GET\n404 GET\n"
+        );
         drop(log);
         std::fs::remove_file(&path).unwrap();
     }
@@ -580,7 +583,13 @@ mod tests {
     fn every_atom() {
         let f =
             Format::parse("%h|%l|%u|%m|%U|%q|%H|%s|%b|%B|%D|%T|%{us}T|%{X-Missing}i|%%").unwrap();
-        let line = render(&f, &entry(&f, "x"), 201, 7, Duration::from_micros(2_500_000));
+        let line = render(
+            &f,
+            &entry(&f, "x"),
+            201,
+            7,
+            Duration::from_micros(2_500_000),
+        );
         assert_eq!(
             line,
             "127.0.0.1|-|-|GET|/p|?x|HTTP/1.1|201|7|7|2500000|2|2500000|-|%\n"

@@ -615,6 +615,11 @@ impl AppDriver {
         true
     }
 
+    /// Whether the app finished with an error (not taken yet).
+    pub(crate) fn failed(&self) -> bool {
+        matches!(self.result, Some(Err(_)))
+    }
+
     /// The app's result, once it finished (taken once).
     pub(crate) fn take_result(&mut self) -> Option<Result<(), BoxError>> {
         self.result.take()

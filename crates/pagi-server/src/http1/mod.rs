@@ -432,6 +432,14 @@ impl<I: Io> Conn<I> {
 
         // The response head, or what answers instead of it.
         if let Response::Waiting = a.response {
+            if a.app.failed() {
+                // It failed before any of its response reached the wire (a
+                // file that cannot be sent, say): the head it started is
+                // dropped, the failure answered like any other.
+                drop(a.ex.take_head());
+                let result = a.app.take_result().unwrap_or(Ok(()));
+                return self.no_response(result);
+            }
             if let Some(head) = a.ex.take_head() {
                 let keep = a.req.keep_alive && !self.draining && a.can_keep_alive();
                 let (done, known) = a.ex.queued_length();

@@ -347,6 +347,8 @@ pub struct RawResponse {
     pub body: Vec<u8>,
     /// The body used chunked framing.
     pub chunked: bool,
+    /// Trailer fields after a chunked body (lower-cased names).
+    pub trailers: Vec<(String, String)>,
 }
 
 impl RawResponse {
@@ -452,7 +454,15 @@ pub async fn read_response<S: AsyncRead + Unpin>(
                     .unwrap_or_else(|_| panic!("bad chunk size line {line:?}"));
                 if size == 0 {
                     // Trailers (if any) end with an empty line.
-                    while !read_line(stream, buf).await.is_empty() {}
+                    loop {
+                        let line = read_line(stream, buf).await;
+                        if line.is_empty() {
+                            break;
+                        }
+                        let (n, v) = line.split_once(':').expect("trailer line");
+                        resp.trailers
+                            .push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                    }
                     break;
                 }
                 let data = read_exact_buf(stream, buf, size).await;
@@ -475,6 +485,17 @@ pub async fn read_response<S: AsyncRead + Unpin>(
         resp
     })
     .await
+}
+
+/// Read the response to a HEAD request: its head only (the length it
+/// declares has no body behind it).
+pub async fn read_head_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> RawResponse {
+    within(STEP, "read a response head", read_head(stream, buf))
+        .await
+        .expect("EOF before a response")
 }
 
 /// Open a connection, send `request` as is, read one response.
