@@ -1,6 +1,7 @@
 //! The lifespan protocol: `lifespan.startup` before the port is bound,
 //! `lifespan.shutdown` after the connections drained.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -45,7 +46,12 @@ impl EventSource for Source {
     }
 }
 
-struct Sink(mpsc::UnboundedSender<Signal>);
+struct Sink {
+    tx: mpsc::UnboundedSender<Signal>,
+    /// `lifespan.startup.complete` was sent: from then on, an error of the
+    /// app is logged when it happens (the spec's L4).
+    started: Arc<AtomicBool>,
+}
 
 impl EventSink for Sink {
     fn poll_ready(&self, _: &mut Context<'_>) -> Poll<()> {
@@ -54,14 +60,17 @@ impl EventSink for Sink {
 
     fn start_send(&self, event: SendEvent) -> Result<(), SendError> {
         let signal = match event {
-            SendEvent::LifespanStartupComplete => Signal::StartupComplete,
+            SendEvent::LifespanStartupComplete => {
+                self.started.store(true, Ordering::SeqCst);
+                Signal::StartupComplete
+            }
             SendEvent::LifespanStartupFailed { message } => Signal::StartupFailed(message),
             SendEvent::LifespanShutdownComplete => Signal::ShutdownComplete,
             SendEvent::LifespanShutdownFailed { message } => Signal::ShutdownFailed(message),
             other => return Err(SendError::unrecognized(&other, "lifespan")),
         };
         // At most four signals per process: unbounded is bounded here.
-        let _ = self.0.send(signal);
+        let _ = self.tx.send(signal);
         Ok(())
     }
 }
@@ -84,8 +93,9 @@ impl Lifespan {
         let wait = async {
             while let Some(signal) = self.signals.recv().await {
                 match signal {
-                    Signal::ShutdownComplete | Signal::Returned(Ok(())) => return None,
-                    Signal::ShutdownFailed(m) | Signal::Returned(Err(m)) => return Some(m),
+                    // (An error was logged when it happened.)
+                    Signal::ShutdownComplete | Signal::Returned(_) => return None,
+                    Signal::ShutdownFailed(m) => return Some(m),
                     _ => {}
                 }
             }
@@ -128,13 +138,20 @@ pub(crate) async fn startup(app: &SharedApp, config: &Config) -> Result<Option<L
         state: state.clone(),
         ..LifespanScope::default()
     }));
+    let started = Arc::new(AtomicBool::new(false));
     let fut = app.call(
         scope,
         Receiver::new(Source(inbox.clone())),
-        Sender::new(Arc::new(Sink(tx.clone()))),
+        Sender::new(Arc::new(Sink {
+            tx: tx.clone(),
+            started: started.clone(),
+        })),
     );
     tokio::spawn(async move {
         let result = fut.await.map_err(|e| e.to_string().trim_end().to_owned());
+        if let (Err(e), true) = (&result, started.load(Ordering::SeqCst)) {
+            tracing::error!("PAGI lifespan application error (after startup): {e}");
+        }
         let _ = tx.send(Signal::Returned(result));
     });
 

@@ -109,3 +109,72 @@ async fn declined_lifespan_with_mode_on_fails_startup() {
         Err(e) => assert!(e.is_startup_failure(), "{e}"),
     }
 }
+
+/// Log lines the server writes, as text (one subscriber for this test
+/// binary).
+fn captured_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let make = move || Writer(sink.clone());
+        tracing_subscriber::fmt()
+            .with_writer(make)
+            .with_ansi(false)
+            .init();
+        buf
+    })
+    .clone()
+}
+
+struct Writer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_lifespan_error_after_startup_is_logged_as_an_error_when_it_happens() {
+    let logs = captured_logs();
+    let app = pagi::app_fn(|scope: Scope, mut receive: Receiver, send: Sender| async move {
+        match scope {
+            Scope::Lifespan(_) => {
+                assert_eq!(receive.recv().await, ReceiveEvent::LifespanStartup);
+                send.send(SendEvent::LifespanStartupComplete).await?;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                Err::<(), BoxError>("the background job broke".into())
+            }
+            other => Err(pagi::unsupported_scope(&other)),
+        }
+    });
+    let config = Config {
+        lifespan: LifespanMode::On,
+        ..common::config()
+    };
+    let server = TestServer::start_with(config, app).await;
+    let seen = logs.clone();
+    // Logged while the server runs, at error level.
+    assert!(
+        common::eventually(STEP, move || {
+            String::from_utf8_lossy(&seen.lock().unwrap())
+                .lines()
+                .any(|l| l.contains("ERROR") && l.contains("the background job broke"))
+        })
+        .await,
+        "{}",
+        String::from_utf8_lossy(&logs.lock().unwrap())
+    );
+    server.shutdown(STEP).await;
+    // And not again at shutdown as a warning.
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        !text.lines().any(|l| l.contains("WARN") && l.contains("the background job broke")),
+        "{text}"
+    );
+}
