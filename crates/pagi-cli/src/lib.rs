@@ -193,10 +193,10 @@ struct Args {
     /// Seconds to wait for the pong before closing (1006 keepalive_timeout; 0 = forever).
     #[arg(long, default_value_t = 20.0, value_name = "SECS")]
     ws_ping_timeout: f64,
-    /// Outbound bytes at which WebSocket sends start to wait.
+    /// Outbound bytes at which sends start to wait (HTTP, SSE and WebSocket).
     #[arg(long, default_value_t = 64 * 1024, value_name = "BYTES")]
     write_high_watermark: usize,
-    /// Outbound bytes below which waiting sends resume.
+    /// Outbound bytes below which waiting sends resume (HTTP, SSE and WebSocket).
     #[arg(long, default_value_t = 16 * 1024, value_name = "BYTES")]
     write_low_watermark: usize,
     /// Close WebSockets idle this many seconds (0 = never).

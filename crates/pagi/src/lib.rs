@@ -4,7 +4,10 @@
 //! connection with a [`Scope`] describing the connection, a [`Receiver`] that
 //! yields the client's events and a [`Sender`] that emits events to the
 //! client. Receiving and sending are independent, so one app can do both at
-//! the same time (a server push next to an echo loop, say).
+//! the same time (a server push next to an echo loop, say). The scopes are
+//! `http` (requests, streamed responses, trailers, files), `websocket`,
+//! `sse` (Server-Sent Events: `sse.start`, `sse.send`, keepalive comments)
+//! and `lifespan`.
 //!
 //! This crate holds only the protocol: scope and event types, the [`App`]
 //! trait, the handles, and the shared per-connection state objects
@@ -28,6 +31,17 @@
 //!             while let ReceiveEvent::WebSocketReceive(msg) = receive.recv().await {
 //!                 send.send(SendEvent::WebSocketSend(msg)).await?;
 //!             }
+//!             Ok(())
+//!         }
+//!         Scope::Sse(_) => {
+//!             send.send(SendEvent::SseStart { status: 200, headers: Default::default() }).await?;
+//!             let event = SendEvent::SseSend {
+//!                 event: Some("greeting".into()),
+//!                 data: "hello".into(),
+//!                 id: None,
+//!                 retry: None,
+//!             };
+//!             send.send(event).await?;
 //!             Ok(())
 //!         }
 //!         other => Err(pagi::unsupported_scope(&other)),
