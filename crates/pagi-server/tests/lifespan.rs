@@ -142,17 +142,19 @@ impl std::io::Write for Writer {
 #[tokio::test]
 async fn a_lifespan_error_after_startup_is_logged_as_an_error_when_it_happens() {
     let logs = captured_logs();
-    let app = pagi::app_fn(|scope: Scope, mut receive: Receiver, send: Sender| async move {
-        match scope {
-            Scope::Lifespan(_) => {
-                assert_eq!(receive.recv().await, ReceiveEvent::LifespanStartup);
-                send.send(SendEvent::LifespanStartupComplete).await?;
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                Err::<(), BoxError>("the background job broke".into())
+    let app = pagi::app_fn(
+        |scope: Scope, mut receive: Receiver, send: Sender| async move {
+            match scope {
+                Scope::Lifespan(_) => {
+                    assert_eq!(receive.recv().await, ReceiveEvent::LifespanStartup);
+                    send.send(SendEvent::LifespanStartupComplete).await?;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    Err::<(), BoxError>("the background job broke".into())
+                }
+                other => Err(pagi::unsupported_scope(&other)),
             }
-            other => Err(pagi::unsupported_scope(&other)),
-        }
-    });
+        },
+    );
     let config = Config {
         lifespan: LifespanMode::On,
         ..common::config()
@@ -174,7 +176,9 @@ async fn a_lifespan_error_after_startup_is_logged_as_an_error_when_it_happens() 
     // And not again at shutdown as a warning.
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     assert!(
-        !text.lines().any(|l| l.contains("WARN") && l.contains("the background job broke")),
+        !text
+            .lines()
+            .any(|l| l.contains("WARN") && l.contains("the background job broke")),
         "{text}"
     );
 }

@@ -108,7 +108,10 @@ fn child_server() {
         let server = pagi_server::Server::bind(config, pagi::app_fn(app))
             .await
             .unwrap();
-        say(&format!("PORT {}", server.handle().local_addr().unwrap().port()));
+        say(&format!(
+            "PORT {}",
+            server.handle().local_addr().unwrap().port()
+        ));
         server.run().await.unwrap();
         say("EXIT");
     });
@@ -132,7 +135,13 @@ async fn chunked_ends_cleanly(mut s: TcpStream) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ends_every_stream_cleanly() {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_server", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "child_server",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CHILD, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -169,7 +178,9 @@ async fn sigterm_ends_every_stream_cleanly() {
             .unwrap();
         sse.push(s);
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /stream HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
         streams.push(s);
     }
     let mut sockets = Vec::new();
@@ -209,14 +220,21 @@ async fn sigterm_ends_every_stream_cleanly() {
         }
         closes
     });
-    assert!(sse_ends.await.unwrap().iter().all(|&clean| clean), "an SSE stream was cut");
-    assert!(stream_ends.await.unwrap().iter().all(|&clean| clean), "a response was cut");
+    assert!(
+        sse_ends.await.unwrap().iter().all(|&clean| clean),
+        "an SSE stream was cut"
+    );
+    assert!(
+        stream_ends.await.unwrap().iter().all(|&clean| clean),
+        "a response was cut"
+    );
     assert!(ws_ends.await.unwrap().iter().all(|&c| c == Some(1001)));
 
     // Every app heard `server_shutdown`, then the process exited promptly.
     let (mut done, mut last_done, mut exited) = (Vec::new(), signalled, None);
     while exited.is_none() {
-        let Ok(Some((at, line))) = tokio::time::timeout(Duration::from_secs(10), lines.recv()).await
+        let Ok(Some((at, line))) =
+            tokio::time::timeout(Duration::from_secs(10), lines.recv()).await
         else {
             break;
         };
@@ -231,9 +249,20 @@ async fn sigterm_ends_every_stream_cleanly() {
     assert!(status.success(), "{status}");
     let exited = exited.expect("the child said it exited");
     assert_eq!(done.len(), 200, "{done:?}");
-    assert_eq!(done.iter().filter(|l| *l == "DONE sse server_shutdown").count(), 50);
+    assert_eq!(
+        done.iter()
+            .filter(|l| *l == "DONE sse server_shutdown")
+            .count(),
+        50
+    );
     assert_eq!(done.iter().filter(|l| *l == "DONE stream").count(), 50);
-    assert_eq!(done.iter().filter(|l| l.starts_with("DONE ws 1001")).count(), 100, "{done:?}");
+    assert_eq!(
+        done.iter()
+            .filter(|l| l.starts_with("DONE ws 1001"))
+            .count(),
+        100,
+        "{done:?}"
+    );
     assert!(
         exited.duration_since(last_done) < Duration::from_secs(1),
         "exited {:?} after the last app",
