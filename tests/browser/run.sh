@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Browser test: headless Chromium (Debian package) runs the seed's session against pagi-server,
-# over ws:// and over wss:// (a throw-away certificate, trusted by its key's hash).
+# over ws:// and over wss:// (a throw-away certificate, trusted by its key's hash), and example
+# 05's page, whose EventSource lists the events the server streams.
 # Installs Chromium, openssl and playwright-core when missing. Loopback only, bounded in time.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -35,8 +36,13 @@ tls_port=$(free_port)
 "$bin" --app examples/18-bidirectional-websocket --host 127.0.0.1 --port "$tls_port" -q \
   --ssl-cert "$certs/cert.pem" --ssl-key "$certs/key.pem" &
 pids+=($!)
-wait_port "$port"; wait_port "$tls_port"
+sse_port=$(free_port)
+"$bin" --app examples/05-sse-broadcaster --host 127.0.0.1 --port "$sse_port" -q --no-access-log &
+pids+=($!)
+wait_port "$port"; wait_port "$tls_port"; wait_port "$sse_port"
 echo "== ws://"
 CHROMIUM=$(command -v chromium) timeout 60 node "$here/seed_session.mjs" "ws://127.0.0.1:$port/"
 echo "== wss://"
 CHROMIUM=$(command -v chromium) timeout 60 node "$here/seed_session.mjs" "wss://localhost:$tls_port/" "$spki"
+echo "== EventSource (example 05's page)"
+CHROMIUM=$(command -v chromium) timeout 60 node "$here/sse_page.mjs" "http://127.0.0.1:$sse_port/"
