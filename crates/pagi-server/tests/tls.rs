@@ -525,3 +525,46 @@ async fn the_end_of_a_large_message_reaches_a_slow_wss_client_without_further_se
     ws.close(None).await.unwrap();
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_file_body_goes_out_through_tls_whole() {
+    // No sendfile over TLS: the file is read in chunks (without blocking
+    // on a cold page cache) and encrypted.
+    let certs = Certs::new("file");
+    let path = certs.path("data.bin");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 249) as u8).collect();
+    std::fs::write(&path, &data).unwrap();
+    let file_path = path.clone();
+    let app = pagi::app_fn(move |scope: Scope, mut receive: Receiver, send: Sender| {
+        let file_path = file_path.clone();
+        async move {
+            let Scope::Http(_) = scope else {
+                return Err(pagi::unsupported_scope(&scope));
+            };
+            while let ReceiveEvent::HttpRequest { more: true, .. } = receive.recv().await {}
+            send.send(SendEvent::response_start(200, Vec::<(&str, &str)>::new()))
+                .await?;
+            send.send(SendEvent::HttpResponseBody {
+                body: pagi::Body::File {
+                    path: file_path,
+                    offset: 5,
+                    length: None,
+                },
+                more: false,
+            })
+            .await?;
+            Ok::<(), BoxError>(())
+        }
+    });
+    let server = TlsServer::start(certs.tls(ClientCertMode::None), app).await;
+    let mut stream = connect(&server, &certs.connector(None)).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let resp = common::read_response(&mut stream, &mut buf).await;
+    assert_eq!(resp.status, 200);
+    assert!(resp.body == data[5..], "{} bytes", resp.body.len());
+    server.shutdown().await;
+}
