@@ -1,12 +1,16 @@
 // The seed's session in a real browser: open ws://127.0.0.1:PORT/ (or wss://localhost:PORT/),
 // see `server tick #1`, send `hello`, see `you said: HELLO`, close cleanly.
-// Usage: node seed_session.mjs URL [SPKI_SHA256_BASE64]   (CHROMIUM=/usr/bin/chromium)
+// Usage: node seed_session.mjs URL [SPKI_SHA256_BASE64] [h2]   (CHROMIUM=/usr/bin/chromium)
+// With `h2`, the page is first loaded from the same origin over https://, so that Chromium holds
+// an HTTP/2 connection there and opens the WebSocket on it (RFC 8441); run.sh checks the
+// server's access log to see which protocol the WebSocket really used.
 // With wss://, the server's certificate is trusted by its public key's hash (Chromium's
 // --ignore-certificate-errors-spki-list), as a test certificate has no public CA.
 import { chromium } from "playwright-core";
 
 const url = process.argv[2];
 const spki = process.argv[3];
+const overH2 = process.argv[4] === "h2";
 if (!/^wss?:\/\/(127\.|localhost)/.test(url ?? "")) {
   console.error("usage: node seed_session.mjs ws://127.0.0.1:PORT/|wss://localhost:PORT/ [SPKI] (loopback only)");
   process.exit(2);
@@ -21,6 +25,11 @@ const browser = await chromium.launch({
 let failed = 0;
 try {
   const page = await browser.newPage();
+  if (overH2) {
+    // The seed answers plain requests with a 500; what matters is the h2 connection it leaves.
+    const response = await page.goto(url.replace(/^wss:/, "https:"));
+    console.log(`  page loaded first: HTTP ${response.status()}`);
+  }
   const result = await page.evaluate((url) => new Promise((resolve) => {
     const log = [];
     const t0 = performance.now();

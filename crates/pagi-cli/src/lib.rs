@@ -205,6 +205,16 @@ struct Args {
     /// Close SSE streams whose app sent nothing this many seconds (0 = never).
     #[arg(long, default_value_t = 0, value_name = "SECS")]
     sse_idle_timeout: u64,
+    /// HTTP/2 (the default): ALPN h2 over TLS, and the HTTP/2 preface on cleartext
+    /// (h2c, prior knowledge), on the same ports as HTTP/1.1.
+    #[arg(long, overrides_with = "no_http2")]
+    http2: bool,
+    /// Serve HTTP/1.1 only.
+    #[arg(long)]
+    no_http2: bool,
+    /// HTTP/2 streams a client may have open at once.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    h2_max_concurrent_streams: u32,
     /// Offer permessage-deflate compression to WebSocket clients.
     #[arg(long, value_enum, default_value = "on")]
     ws_compression: OnOff,
@@ -256,6 +266,8 @@ impl Args {
             c.max_connections = n;
         }
         c.ws_deflate.enabled = matches!(self.ws_compression, OnOff::On);
+        c.http2 = !self.no_http2;
+        c.h2.max_concurrent_streams = self.h2_max_concurrent_streams;
         Ok(c)
     }
 }
@@ -406,6 +418,11 @@ pub fn run_with(resolve: impl FnOnce(Option<&str>) -> Result<SharedApp, String>)
     rt.block_on(async move {
         let max_conn = config.max_connections;
         let deflate = if config.ws_deflate.enabled { "on" } else { "off" };
+        let http2 = match (config.http2, config.listen.iter().any(|l| l.tls.is_none())) {
+            (false, _) => "off",
+            (true, true) => "on (h2c)",
+            (true, false) => "on",
+        };
         let has_tls = config.listen.iter().any(|l| l.tls.is_some());
         let log_to_terminal = config
             .access_log
@@ -429,7 +446,7 @@ pub fn run_with(resolve: impl FnOnce(Option<&str>) -> Result<SharedApp, String>)
             many => format!(": {}", many.join(", ")),
         };
         tracing::info!(
-            "PAGI Server listening on{}{addrs} (pagi-server {}, max_conn: {max_conn}, ws-compression: {deflate}, tls: {tls})",
+            "PAGI Server listening on{}{addrs} (pagi-server {}, max_conn: {max_conn}, http2: {http2}, ws-compression: {deflate}, tls: {tls})",
             if addrs.starts_with(':') { "" } else { " " },
             env!("CARGO_PKG_VERSION")
         );

@@ -195,6 +195,31 @@ impl Format {
     }
 }
 
+/// The parts of a request a line shows, whatever protocol carried it.
+pub(crate) struct RequestLine<'a> {
+    pub(crate) method: &'a Cow<'static, str>,
+    pub(crate) path: &'a Bytes,
+    pub(crate) query: &'a Bytes,
+    /// `HTTP/1.1`, `HTTP/2.0`, …
+    pub(crate) version: &'static str,
+    pub(crate) headers: &'a pagi::Headers,
+}
+
+impl<'a> From<&'a Head> for RequestLine<'a> {
+    fn from(head: &'a Head) -> Self {
+        RequestLine {
+            method: &head.method,
+            path: &head.raw_path,
+            query: &head.query,
+            version: match head.version {
+                Version::Http10 => "HTTP/1.0",
+                Version::Http11 => "HTTP/1.1",
+            },
+            headers: &head.headers,
+        }
+    }
+}
+
 /// What is known of a request when it arrives, for its line.
 pub(crate) struct Entry {
     client: Client,
@@ -282,22 +307,19 @@ impl AccessLog {
         })
     }
 
-    /// The start of a line: what the request head says.
-    pub(crate) fn entry(&self, head: &Head, client: Option<SocketAddr>) -> Entry {
+    /// The start of a line: what the request says.
+    pub(crate) fn entry(&self, req: RequestLine<'_>, client: Option<SocketAddr>) -> Entry {
         Entry {
             client: client.map_or(Client::Unix, |c| Client::Ip(c.ip())),
-            method: head.method.clone(),
-            path: head.raw_path.clone(),
-            query: head.query.clone(),
-            version: match head.version {
-                Version::Http10 => "HTTP/1.0",
-                Version::Http11 => "HTTP/1.1",
-            },
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+            version: req.version,
             headers: self
                 .format
                 .headers
                 .iter()
-                .map(|name| head.headers.get(name).cloned())
+                .map(|name| req.headers.get(name).cloned())
                 .collect(),
             start: Instant::now(),
             arrived: SystemTime::now(),

@@ -260,6 +260,61 @@ pub struct Config {
     /// event stream when it ends. Default off in the library (the
     /// `pagi-server` command line turns it on, to stderr).
     pub access_log: Option<AccessLogConfig>,
+    /// HTTP/2: over TLS when the client offers `h2` by ALPN, and on
+    /// cleartext listeners to clients that start with the HTTP/2 preface
+    /// (h2c with prior knowledge; `Upgrade: h2c` is not supported). Every
+    /// scope works over it, WebSocket included (RFC 8441). Default on.
+    pub http2: bool,
+    /// HTTP/2 limits and windows.
+    pub h2: H2Config,
+}
+
+/// HTTP/2 settings. The request limits of HTTP/1.1 (`max_body_size`,
+/// `request_timeout`, `max_header_size` as the header list limit) apply to
+/// HTTP/2 streams too.
+///
+/// Flow control: a stream's receive window bounds what one stream can make
+/// the server buffer for an app that does not read (`initial_stream_window`),
+/// the connection window what all streams of a connection can
+/// (`initial_connection_window`); with the defaults, three streams whose
+/// apps stopped reading leave the others room. `max_send_buffer` is what
+/// the HTTP/2 layer holds per stream beyond `pagi.transport`'s count (its
+/// `buffered_amount` does not see it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct H2Config {
+    /// Streams a client may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`);
+    /// more are refused (`REFUSED_STREAM`). Default 100.
+    pub max_concurrent_streams: u32,
+    /// Receive window of each stream, in bytes. Default 256 KiB.
+    pub initial_stream_window: u32,
+    /// Receive window of a connection, in bytes. Default 1 MiB.
+    pub initial_connection_window: u32,
+    /// Bytes of a stream's output the HTTP/2 layer buffers. Default 64 KiB.
+    pub max_send_buffer: usize,
+    /// Ping an idle connection this often, and close it (GOAWAY) when the
+    /// ping is not answered within `keepalive_timeout`. `None` sends no
+    /// pings. Default 20 s.
+    pub keepalive_interval: Option<std::time::Duration>,
+    /// See `keepalive_interval`. Default 20 s.
+    pub keepalive_timeout: std::time::Duration,
+    /// Streams a client may reset before the server accepted them, at once;
+    /// beyond it the connection is closed with `ENHANCE_YOUR_CALM` (the
+    /// rapid-reset attack, CVE-2023-44487). Default 20.
+    pub max_pending_reset_streams: usize,
+}
+
+impl Default for H2Config {
+    fn default() -> Self {
+        H2Config {
+            max_concurrent_streams: 100,
+            initial_stream_window: 256 * 1024,
+            initial_connection_window: 1024 * 1024,
+            max_send_buffer: 64 * 1024,
+            keepalive_interval: Some(std::time::Duration::from_secs(20)),
+            keepalive_timeout: std::time::Duration::from_secs(20),
+            max_pending_reset_streams: 20,
+        }
+    }
 }
 
 /// Where and how the access log is written.
@@ -341,6 +396,8 @@ impl Default for Config {
             ws_close_timeout: Duration::from_secs(5),
             ws_deflate: DeflateConfig::default(),
             access_log: None,
+            http2: true,
+            h2: H2Config::default(),
         }
     }
 }

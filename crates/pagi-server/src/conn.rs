@@ -1,5 +1,7 @@
 //! One connection from accept to close: its PROXY protocol header and TLS
-//! handshake when its listener wants them, then HTTP/1.1 (`crate::http1`).
+//! handshake when its listener wants them, then HTTP/1.1 (`crate::http1`,
+//! which hands a cleartext HTTP/2 client to `crate::http2`), or HTTP/2
+//! when TLS's ALPN chose it.
 //! Generic over the byte stream, so plain TCP, Unix sockets and TLS share
 //! every line after the handshake.
 
@@ -79,14 +81,19 @@ async fn tls_handshake(
     limit: Option<std::time::Duration>,
     info: ConnInfo,
     ctx: Arc<Ctx>,
-) -> Option<impl std::future::Future<Output = ()> + Send> {
+) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
     match acceptor.accept(stream, limit).await {
         Ok((stream, tls_info)) => {
+            let h2 = tls_info.h2;
             let info = ConnInfo {
                 tls: Some(Arc::new(tls_info.into_extension())),
                 ..info
             };
-            Some(crate::http1::serve(stream, info, ctx))
+            Some(if h2 {
+                crate::http2::serve(stream, bytes::Bytes::new(), info, ctx)
+            } else {
+                Box::pin(crate::http1::serve(stream, info, ctx))
+            })
         }
         Err(why) => {
             tracing::debug!("connection {}: {why}", show(info.client));

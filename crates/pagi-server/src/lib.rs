@@ -38,8 +38,10 @@ mod config;
 mod conn;
 mod ctx;
 mod error;
+mod file_body;
 mod http;
 mod http1;
+mod http2;
 mod lifespan;
 mod listener;
 mod read_pool;
@@ -51,8 +53,9 @@ mod ws;
 
 pub use access_log::InvalidLogFormat;
 pub use config::{
-    AccessLogConfig, ClientCertMode, Config, DeflateConfig, InvalidTrustedProxies, LifespanMode,
-    Listen, ListenAddr, LogTarget, ProxyConfig, QueuePolicy, TlsConfig, TrustedProxies,
+    AccessLogConfig, ClientCertMode, Config, DeflateConfig, H2Config, InvalidTrustedProxies,
+    LifespanMode, Listen, ListenAddr, LogTarget, ProxyConfig, QueuePolicy, TlsConfig,
+    TrustedProxies,
 };
 pub use error::Error;
 pub use server::{Server, ServerHandle};

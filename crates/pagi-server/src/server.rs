@@ -115,7 +115,7 @@ impl Server {
         let listeners = config
             .listen
             .iter()
-            .map(|l| Listener::bind(l, config.backlog))
+            .map(|l| Listener::bind(l, config.backlog, config.http2))
             .collect::<Result<Vec<_>, _>>()?;
         let access_log = match &config.access_log {
             Some(cfg) => Some(

@@ -105,8 +105,13 @@ impl Certs {
         }
     }
 
-    /// A client trusting only the test CA, presenting `{client}.pem` if given.
+    /// An HTTP/1.1 client (ALPN `http/1.1` only) trusting only the test
+    /// CA, presenting `{client}.pem` if given.
     fn connector(&self, client: Option<&str>) -> tokio_rustls::TlsConnector {
+        self.connector_alpn(client, &[b"http/1.1"])
+    }
+
+    fn connector_alpn(&self, client: Option<&str>, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(CertificateDer::from_pem_file(self.path("ca.pem")).unwrap())
@@ -121,7 +126,7 @@ impl Certs {
                 .unwrap(),
             None => builder.with_no_client_auth(),
         };
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         tokio_rustls::TlsConnector::from(Arc::new(config))
     }
 }
@@ -189,7 +194,15 @@ struct TlsServer {
 
 impl TlsServer {
     async fn start(tls: TlsConfig, app: pagi::SharedApp) -> TlsServer {
-        let config = Config {
+        Self::start_with(tls, app, |_| {}).await
+    }
+
+    async fn start_with(
+        tls: TlsConfig,
+        app: pagi::SharedApp,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TlsServer {
+        let mut config = Config {
             listen: vec![Listen {
                 addr: ListenAddr::Tcp("127.0.0.1:0".parse().unwrap()),
                 tls: Some(tls),
@@ -200,6 +213,7 @@ impl TlsServer {
             ws_ping_interval: None,
             ..common::config()
         };
+        tweak(&mut config);
         let server = within(STEP, "bind", Server::bind(config, app))
             .await
             .expect("bind");
@@ -248,6 +262,26 @@ fn field<'a>(report: &'a str, key: &str) -> &'a str {
         .lines()
         .find_map(|l| l.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("no {key} in {report}"))
+}
+
+#[tokio::test]
+async fn alpn_prefers_h2_and_offers_only_http11_when_http2_is_off() {
+    let certs = Certs::new("alpn");
+    let both = certs.connector_alpn(None, &[b"http/1.1", b"h2"]);
+    let server = TlsServer::start(certs.tls(ClientCertMode::None), report_app()).await;
+    let stream = connect(&server, &both).await.unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    server.shutdown().await;
+    let server = TlsServer::start_with(certs.tls(ClientCertMode::None), report_app(), |c| {
+        c.http2 = false
+    })
+    .await;
+    let stream = connect(&server, &both).await.unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    // A client that offers only h2 is refused rather than misunderstood.
+    let h2_only = certs.connector_alpn(None, &[b"h2"]);
+    assert!(connect(&server, &h2_only).await.is_err());
+    server.shutdown().await;
 }
 
 #[tokio::test]

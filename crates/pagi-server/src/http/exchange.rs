@@ -263,6 +263,12 @@ impl Exchange {
         inner.progress == Progress::Done
     }
 
+    /// Whether output waits to be taken (an SSE keepalive queued by the
+    /// timers, say).
+    pub(crate) fn has_output(&self) -> bool {
+        !self.lock().out.is_empty()
+    }
+
     /// The response went out entirely: the request is complete, and the
     /// app's `receive` now returns the disconnect.
     pub(crate) fn finish(&self) {

@@ -30,6 +30,7 @@ use tokio::io::{AsyncReadExt, ReadBuf};
 use crate::access_log::Entry;
 use crate::ctx::{Ctx, Phase, PhaseWatch};
 use crate::http::exchange::{AppDriver, Exchange, Link, Out, SseTimers};
+use crate::http2::PREFACE;
 use crate::listener::{ConnInfo, Io};
 use crate::read_pool::{self, READ_CHUNK};
 use crate::timer::{poll_timer, Timer};
@@ -63,9 +64,11 @@ pub(crate) fn serve<I: Io>(
 ) -> impl Future<Output = ()> + Send {
     let mut conn = Box::new(Conn::new(io, info, ctx));
     async move {
-        if let End::Upgrade(head) = poll_fn(|cx| conn.poll(cx)).await {
+        match poll_fn(|cx| conn.poll(cx)).await {
+            End::Closed => {}
             // Made in one call: no part of the connection is a local here.
-            (*conn).upgrade(head).await;
+            End::Upgrade(head) => (*conn).upgrade(head).await,
+            End::H2 => (*conn).h2().await,
         }
     }
 }
@@ -75,6 +78,9 @@ enum End {
     Closed,
     /// A WebSocket handshake to answer (valid as far as the head shows).
     Upgrade(Box<Head>),
+    /// The client opened with the HTTP/2 preface (h2c with prior
+    /// knowledge): the read buffer starts with it.
+    H2,
 }
 
 /// What a step of the state machine says next.
@@ -222,6 +228,8 @@ struct Conn<I> {
     requests_seen: u64,
     phase: PhaseWatch,
     draining: bool,
+    /// A client may start with the HTTP/2 preface (cleartext, `http2` on).
+    h2c: bool,
 }
 
 impl<I: Io> Conn<I> {
@@ -245,10 +253,20 @@ impl<I: Io> Conn<I> {
             requests: 0,
             requests_seen: 0,
             phase: PhaseWatch::new(&ctx),
+            h2c: cfg.http2 && info.tls.is_none(),
             draining: false,
             info: Arc::new(info),
             ctx,
         }
+    }
+
+    /// HTTP/2 takes the connection over, with what was read so far.
+    fn h2(self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        let Conn {
+            wire, ctx, info, ..
+        } = self;
+        let info = Arc::try_unwrap(info).unwrap_or_else(|shared| (*shared).clone());
+        crate::http2::serve(wire.io, wire.rbuf.freeze(), info, ctx)
     }
 
     /// The WebSocket session that takes the connection over; the rest of
@@ -311,6 +329,20 @@ impl<I: Io> Conn<I> {
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> Step {
         if self.draining {
             return self.close(false);
+        }
+        if self.h2c && self.requests == 0 && !self.wire.rbuf.is_empty() {
+            // Cleartext HTTP/2 starts with its preface instead of a request.
+            let n = self.wire.rbuf.len().min(PREFACE.len());
+            if self.wire.rbuf[..n] == PREFACE[..n] {
+                if n == PREFACE.len() {
+                    return Step::Done(End::H2);
+                }
+                return match self.wire.read(cx, usize::MAX) {
+                    Read::Data => Step::Again,
+                    Read::Eof | Read::Failed => Step::Done(End::Closed),
+                    Read::Pending => Step::Wait,
+                };
+            }
         }
         match self.parser.parse(&mut self.wire.rbuf, &self.limits) {
             Err(rejection) => {
@@ -377,7 +409,7 @@ impl<I: Io> Conn<I> {
         }
         let log = self.ctx.access_log.as_ref().map(|log| {
             let client = self.info.identity(&head.headers, &self.ctx.config.proxy).0;
-            log.entry(&head, client)
+            log.entry((&head).into(), client)
         });
         let body = BodyDecoder::new(head.body);
         let expect = if head.expect_continue {

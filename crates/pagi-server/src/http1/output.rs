@@ -4,21 +4,16 @@
 //! `sendfile(2)` on plain sockets, through a buffer otherwise.
 //!
 //! Reading a file must not block the connection's worker thread on a cold
-//! page cache: each chunk is first probed with a non-blocking read
-//! (`RWF_NOWAIT`), and a chunk that is not cached is read on tokio's
-//! blocking pool first.
+//! page cache (see `crate::file_body`).
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::task::JoinHandle;
 
+use crate::file_body::{truncated, FileReader};
 use crate::http::exchange::FileBody;
 use crate::listener::Io;
 
@@ -130,7 +125,7 @@ impl Output {
                     let n = std::task::ready!(f.poll_send(io, cx))?;
                     written += n;
                     self.pending -= n;
-                    if f.left == 0 && f.buffered.is_empty() {
+                    if f.done() {
                         self.pieces.pop_front();
                     }
                 }
@@ -178,37 +173,27 @@ impl Output {
     }
 }
 
-/// A file being sent.
+/// A file being sent: by `sendfile` where the stream allows it, else
+/// through a buffer.
 struct FileSend {
-    file: Arc<File>,
-    offset: u64,
-    /// Bytes of the file not read (or sent) yet.
-    left: u64,
+    reader: FileReader,
     /// Read from the file, not written yet (the buffered way).
     buffered: Bytes,
-    /// A chunk being read on the blocking pool (the page cache missed).
-    reading: Option<JoinHandle<io::Result<Bytes>>>,
     /// `sendfile` works on this connection (asked on the first chunk).
     direct: Option<bool>,
 }
 
 impl FileSend {
     fn new(f: FileBody) -> FileSend {
-        // Tell the kernel to read ahead generously (ignored if unsupported).
-        let _ = rustix::fs::fadvise(
-            &f.file,
-            f.offset,
-            std::num::NonZeroU64::new(f.len),
-            rustix::fs::Advice::Sequential,
-        );
         FileSend {
-            file: Arc::new(f.file),
-            offset: f.offset,
-            left: f.len,
+            reader: FileReader::new(f.file, f.offset, f.len),
             buffered: Bytes::new(),
-            reading: None,
             direct: None,
         }
+    }
+
+    fn done(&self) -> bool {
+        self.reader.left() == 0 && self.buffered.is_empty()
     }
 
     /// Send some of the file: `Ready(Ok(n))` with the bytes written.
@@ -221,146 +206,38 @@ impl FileSend {
             self.buffered.advance(n);
             return Poll::Ready(Ok(n as u64));
         }
-        if let Some(reading) = &mut self.reading {
-            let read = std::task::ready!(Pin::new(reading).poll(cx));
-            self.reading = None;
-            let chunk = read.map_err(io::Error::other)??;
-            if self.direct == Some(true) {
-                // Only warming the cache: now sendfile finds it there.
-                return self.poll_direct(io, cx);
-            }
-            self.take_chunk(chunk)?;
-            return Poll::Ready(Ok(0));
-        }
         if *self.direct.get_or_insert_with(|| io.can_sendfile()) {
-            if !cached(&self.file, self.offset, self.chunk()) {
-                self.read_in_background(true);
-                return self.poll_send(io, cx);
+            let chunk = usize::try_from(self.reader.left())
+                .unwrap_or(usize::MAX)
+                .min(SENDFILE_CHUNK);
+            // `sendfile` cannot be asked not to wait for the disk: the chunk
+            // is brought into the page cache first if it is not there.
+            std::task::ready!(self.reader.poll_warm(cx, chunk))?;
+            let (file, offset) = self.reader.file_at();
+            let sent = match io.poll_sendfile(cx, file, offset, chunk) {
+                Some(p) => std::task::ready!(p)?,
+                None => unreachable!("sendfile was available"),
+            };
+            if sent == 0 {
+                return Poll::Ready(Err(truncated()));
             }
-            return self.poll_direct(io, cx);
+            self.reader.sent(sent as u64);
+            return Poll::Ready(Ok(sent as u64));
         }
-        // The buffered way: read a chunk (without blocking if cached).
-        let chunk = self.chunk();
-        let mut buf = vec![0u8; chunk];
-        match read_nowait(&self.file, self.offset, &mut buf) {
-            Ok(n) => {
-                buf.truncate(n);
-                self.take_chunk(Bytes::from(buf))?;
+        match std::task::ready!(self.reader.poll_chunk(cx, READ_CHUNK)) {
+            Some(chunk) => {
+                self.buffered = chunk?;
                 Poll::Ready(Ok(0))
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                self.read_in_background(false);
-                self.poll_send(io, cx)
-            }
-            Err(e) => Poll::Ready(Err(e)),
+            None => Poll::Ready(Ok(0)),
         }
-    }
-
-    /// The next chunk's size: by `sendfile`, or through a buffer.
-    fn chunk(&self) -> usize {
-        let most = if self.direct == Some(true) {
-            SENDFILE_CHUNK
-        } else {
-            READ_CHUNK
-        };
-        usize::try_from(self.left).unwrap_or(usize::MAX).min(most)
-    }
-
-    fn poll_direct<I: Io>(&mut self, io: &mut I, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        let chunk = self.chunk();
-        let sent = match io.poll_sendfile(cx, &self.file, &mut self.offset, chunk) {
-            Some(p) => std::task::ready!(p)?,
-            None => unreachable!("sendfile was available"),
-        };
-        if sent == 0 {
-            return Poll::Ready(Err(truncated()));
-        }
-        self.left -= sent as u64;
-        Poll::Ready(Ok(sent as u64))
-    }
-
-    /// A chunk read the buffered way: it is what gets written next.
-    fn take_chunk(&mut self, chunk: Bytes) -> io::Result<()> {
-        if chunk.is_empty() {
-            return Err(truncated());
-        }
-        let n = (chunk.len() as u64).min(self.left);
-        self.offset += n;
-        self.left -= n;
-        self.buffered = chunk;
-        Ok(())
-    }
-
-    /// Read the next chunk on the blocking pool (`warm_only`: just to get
-    /// it into the page cache, for sendfile).
-    fn read_in_background(&mut self, warm_only: bool) {
-        let (file, offset, chunk) = (self.file.clone(), self.offset, self.chunk());
-        self.reading = Some(tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            let mut buf = vec![0u8; chunk];
-            let mut filled = 0;
-            while filled < chunk {
-                match file.read_at(&mut buf[filled..], offset + filled as u64) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            buf.truncate(filled);
-            Ok(if warm_only {
-                Bytes::new()
-            } else {
-                Bytes::from(buf)
-            })
-        }));
-    }
-}
-
-fn truncated() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        "the file shrank while it was being sent",
-    )
-}
-
-/// Whether both ends of the chunk at `offset` are in the page cache (a
-/// non-blocking one-byte read of each succeeds). A file system that cannot
-/// tell is taken as cached.
-fn cached(file: &File, offset: u64, len: usize) -> bool {
-    let mut byte = [0u8; 1];
-    [offset, offset + len.saturating_sub(1) as u64]
-        .into_iter()
-        .all(|at| match read_nowait(file, at, &mut byte) {
-            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-            Ok(_) => true,
-        })
-}
-
-/// A positional read that fails with `WouldBlock` instead of waiting for
-/// the disk (`preadv2` with `RWF_NOWAIT`); where that flag is not
-/// supported, a plain positional read.
-fn read_nowait(file: &File, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-    use rustix::io::{preadv2, Errno, ReadWriteFlags};
-    match preadv2(
-        file,
-        &mut [io::IoSliceMut::new(buf)],
-        offset,
-        ReadWriteFlags::NOWAIT,
-    ) {
-        Ok(n) => Ok(n),
-        Err(Errno::AGAIN) => Err(io::ErrorKind::WouldBlock.into()),
-        Err(Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => {
-            use std::os::unix::fs::FileExt;
-            file.read_at(buf, offset)
-        }
-        Err(e) => Err(e.into()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
     use tokio::io::AsyncReadExt;
 
     fn temp_file(name: &str, len: usize) -> (std::path::PathBuf, Vec<u8>) {

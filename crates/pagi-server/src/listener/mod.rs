@@ -273,10 +273,11 @@ enum Socket {
 }
 
 impl Listener {
-    /// Bind (or adopt, for socket activation) one listener.
-    pub(crate) fn bind(listen: &Listen, backlog: u32) -> Result<Listener, Error> {
+    /// Bind (or adopt, for socket activation) one listener; its TLS offers
+    /// `h2` by ALPN if `http2`.
+    pub(crate) fn bind(listen: &Listen, backlog: u32, http2: bool) -> Result<Listener, Error> {
         let tls = match &listen.tls {
-            Some(cfg) => Some(tls::Acceptor::new(cfg)?),
+            Some(cfg) => Some(tls::Acceptor::new(cfg, http2)?),
             None => None,
         };
         let (socket, socket_file) = match &listen.addr {

@@ -37,6 +37,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 #[derive(Clone)]
 pub(crate) struct Acceptor {
     files: TlsConfig,
+    /// Offer `h2` by ALPN (before `http/1.1`).
+    http2: bool,
     current: Arc<RwLock<Arc<Loaded>>>,
 }
 
@@ -53,10 +55,11 @@ struct Loaded {
 
 impl Acceptor {
     /// Load the certificate, key and client CA named by `files`.
-    pub(crate) fn new(files: &TlsConfig) -> Result<Acceptor, Error> {
-        let loaded = load(files)?;
+    pub(crate) fn new(files: &TlsConfig, http2: bool) -> Result<Acceptor, Error> {
+        let loaded = load(files, http2)?;
         Ok(Acceptor {
             files: files.clone(),
+            http2,
             current: Arc::new(RwLock::new(Arc::new(loaded))),
         })
     }
@@ -65,7 +68,7 @@ impl Acceptor {
     /// connections already open keep theirs. On an error the old
     /// certificate stays in use.
     pub(crate) fn reload(&self) -> Result<(), Error> {
-        let loaded = load(&self.files)?;
+        let loaded = load(&self.files, self.http2)?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
         Ok(())
     }
@@ -133,7 +136,7 @@ fn pem_error(e: rustls::pki_types::pem::Error) -> String {
     }
 }
 
-fn load(files: &TlsConfig) -> Result<Loaded, Error> {
+fn load(files: &TlsConfig, http2: bool) -> Result<Loaded, Error> {
     let provider = provider();
     let certs = load_certs(&files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| match e {
@@ -185,7 +188,11 @@ fn load(files: &TlsConfig) -> Result<Loaded, Error> {
         ),
         e => tls_error(&files.cert, e),
     })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
     Ok(Loaded {
         config: Arc::new(config),
         server_pem,
@@ -255,6 +262,8 @@ pub(crate) struct TlsInfo {
     pub(crate) client_cert_name: Option<String>,
     pub(crate) client_cert_error: Option<String>,
     pub(crate) tls_version: Option<u16>,
+    /// The client chose HTTP/2 by ALPN.
+    pub(crate) h2: bool,
     pub(crate) cipher_suite: Option<u16>,
 }
 
@@ -274,6 +283,7 @@ impl TlsInfo {
             client_cert_name: chain.first().and_then(|c| subject_rfc4514(c)),
             client_cert_error,
             tls_version: conn.protocol_version().map(u16::from),
+            h2: conn.alpn_protocol() == Some(b"h2"),
             cipher_suite: conn.negotiated_cipher_suite().map(|s| u16::from(s.suite())),
         }
     }
@@ -281,6 +291,7 @@ impl TlsInfo {
 
 impl TlsInfo {
     /// The scope's `tls` extension, as `Spec-Tls.pod` lays it out.
+    /// The scope's `tls` extension (the ALPN choice is not part of it).
     pub(crate) fn into_extension(self) -> pagi::ExtensionData {
         use pagi::Value;
         let opt_str = |s: Option<String>| s.map_or(Value::Null, Value::Str);

@@ -1,6 +1,6 @@
 //! Pure translation of a checked request head into PAGI scope fields.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pagi::{Headers, HttpVersion};
 use percent_encoding::percent_decode;
 
@@ -26,6 +26,60 @@ pub(crate) fn from_h1(head: &mut Head) -> RequestHead {
         raw_path: head.raw_path.clone(),
         query_string: head.query.clone(),
         headers: std::mem::take(&mut head.headers),
+    }
+}
+
+/// The scope's fields from an HTTP/2 request (RFC 9113 §8.3): pseudo-headers
+/// are not headers; `:authority` populates or overrides `host`; several
+/// `cookie` fields are joined with `"; "` into one (§8.2.3, the spec's cookie
+/// normalisation).
+pub(crate) fn from_h2(parts: &http::request::Parts) -> RequestHead {
+    let (path, query) = match parts.uri.path_and_query() {
+        Some(pq) => (pq.path(), pq.query().unwrap_or("")),
+        None => ("/", ""),
+    };
+    let map = &parts.headers;
+    let authority = parts.uri.authority().map(|a| a.as_str());
+    let mut headers = Headers::with_capacity(map.len() + 1);
+    // All values in one buffer, handed out as slices: one allocation, not
+    // one per header (a WebSocket scope keeps its headers for a session).
+    let mut arena = BytesMut::with_capacity(
+        map.iter().map(|(_, v)| v.len()).sum::<usize>() + authority.map_or(0, str::len),
+    );
+    let mut take = |v: &[u8]| {
+        arena.extend_from_slice(v);
+        arena.split_to(v.len()).freeze()
+    };
+    if let Some(a) = authority {
+        headers.push(Bytes::from_static(b"host"), take(a.as_bytes()));
+    }
+    let mut cookie: Option<Vec<u8>> = None;
+    for (name, value) in map {
+        if name == http::header::COOKIE {
+            let c = cookie.get_or_insert_with(Vec::new);
+            if !c.is_empty() {
+                c.extend_from_slice(b"; ");
+            }
+            c.extend_from_slice(value.as_bytes());
+            continue;
+        }
+        if name == http::header::HOST && authority.is_some() {
+            continue;
+        }
+        headers.push(
+            Bytes::copy_from_slice(name.as_str().as_bytes()),
+            take(value.as_bytes()),
+        );
+    }
+    if let Some(c) = cookie {
+        headers.push(Bytes::from_static(b"cookie"), c);
+    }
+    RequestHead {
+        http_version: HttpVersion::Http2,
+        path: decode_path(path.as_bytes()),
+        raw_path: Bytes::copy_from_slice(path.as_bytes()),
+        query_string: Bytes::copy_from_slice(query.as_bytes()),
+        headers,
     }
 }
 
@@ -60,6 +114,40 @@ mod tests {
         assert_eq!(decode_path(b"/%C3%A9t%C3%A9"), "/\u{e9}t\u{e9}");
         assert_eq!(decode_path(b"/plain/path"), "/plain/path");
         assert_eq!(decode_path(b"/caf\xc3\xa9"), "/café");
+    }
+
+    #[test]
+    fn h2_authority_becomes_host_and_cookies_are_joined() {
+        let req = http::Request::get("https://example.org:8443/a%20b?x=1")
+            .header("host", "other")
+            .header("cookie", "a=1")
+            .header("x-other", "v")
+            .header("cookie", "b=2")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let h = from_h2(&parts);
+        assert_eq!(h.http_version, HttpVersion::Http2);
+        assert_eq!((h.path.as_str(), &h.raw_path[..]), ("/a b", &b"/a%20b"[..]));
+        assert_eq!(&h.query_string[..], b"x=1");
+        let pairs: Vec<(String, String)> = h
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("host".into(), "example.org:8443".into()),
+                ("x-other".into(), "v".into()),
+                ("cookie".into(), "a=1; b=2".into()),
+            ]
+        );
     }
 
     #[test]

@@ -11,17 +11,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use pagi::{BoxError, BoxFuture, Receiver, Scope, Sender, Transport, WebSocketScope};
 use pagi_ws::SessionConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::access_log::Entry;
-use crate::ctx::{Ctx, Phase, PhaseWatch};
+use crate::ctx::{Ctx, LiveGuard, Phase, PhaseWatch};
 use crate::listener::{ConnInfo, Io};
 use crate::wire::h1::encode;
 use crate::wire::h1::head::Head;
 use crate::wire::handshake::{self, Refusal};
-use crate::wire::request;
+use crate::wire::request::{self, RequestHead};
 use shared::{Decision, Half, WsShared, WsSource};
 
 /// Input a client may send while the app decides (it should send none: a
@@ -59,13 +61,51 @@ pub(crate) fn serve_h1<I: Io>(
             let _ = io.shutdown().await;
         });
     }
-    let cfg = &ctx.config;
     let key = head
         .headers
         .get("sec-websocket-key")
         .map(|k| k.trim_ascii().to_vec())
         .unwrap_or_default();
     let accept_key = pagi_ws::handshake::accept_key(&key);
+    let (client, _) = info.identity(&head.headers, &ctx.config.proxy);
+    let log = ctx
+        .access_log
+        .as_ref()
+        .map(|l| l.entry((&*head).into(), client));
+    let scope_head = request::from_h1(&mut head);
+    drop(head);
+    let begun = begin(scope_head, &ctx, &info);
+    let driver = driver::prepare(io, begun.shared.clone(), &ctx);
+    let handshake = Box::new(Handshake {
+        driver,
+        accept_key,
+        extensions: begun.extensions,
+        early: BytesMut::from(&early[..]),
+    });
+    drop(early);
+    Box::pin(Session {
+        app: Some(begun.app),
+        shared: begun.shared,
+        socket: Socket::Deciding(handshake),
+        phase: PhaseWatch::new(&ctx),
+        ctx,
+        log: log.map(Box::new),
+        status: 0,
+        _live: None,
+    })
+}
+
+/// A session set up: its shared state, the app (not yet polled), and the
+/// negotiated `Sec-WebSocket-Extensions` value.
+struct Begun {
+    shared: Arc<WsShared>,
+    app: BoxFuture<Result<(), BoxError>>,
+    extensions: Option<String>,
+}
+
+/// Negotiate compression, build the `websocket` scope, and call the app.
+fn begin(head: RequestHead, ctx: &Arc<Ctx>, info: &ConnInfo) -> Begun {
+    let cfg = &ctx.config;
     let negotiated = if cfg.ws_deflate.enabled {
         let offers: Vec<&[u8]> = head
             .headers
@@ -78,20 +118,17 @@ pub(crate) fn serve_h1<I: Io>(
     };
     let subprotocols = handshake::subprotocols(&head.headers);
     let (client, secure) = info.identity(&head.headers, &cfg.proxy);
-    let log = ctx.access_log.as_ref().map(|l| l.entry(&head, client));
-    let scope_head = request::from_h1(&mut head);
-    drop(head);
     let transport = Transport::new(cfg.ws_write_high_watermark, cfg.ws_write_low_watermark);
     let mut extensions = info.extensions();
     extensions.insert("websocket.http.response", Default::default());
     let scope = WebSocketScope {
-        http_version: scope_head.http_version,
+        http_version: head.http_version,
         scheme: std::borrow::Cow::Borrowed(if secure { "wss" } else { "ws" }),
-        path: scope_head.path,
-        raw_path: scope_head.raw_path,
-        query_string: scope_head.query_string,
+        path: head.path,
+        raw_path: head.raw_path,
+        query_string: head.query_string,
         root_path: cfg.root_path.clone(),
-        headers: scope_head.headers,
+        headers: head.headers,
         client,
         server: Some(info.local.clone()),
         subprotocols: subprotocols.clone(),
@@ -123,23 +160,151 @@ pub(crate) fn serve_h1<I: Io>(
         Receiver::new(WsSource(shared.clone())),
         Sender::new(shared.clone() as Arc<dyn pagi::EventSink>),
     );
-    let driver = driver::prepare(io, shared.clone(), &ctx);
-    let handshake = Box::new(Handshake {
-        driver,
-        accept_key,
-        extensions: negotiated.map(|(_, value)| value),
-        early: BytesMut::from(&early[..]),
-    });
-    drop(early);
-    Box::pin(Session {
-        app: Some(app),
+    Begun {
         shared,
-        socket: Socket::Deciding(handshake),
+        app,
+        extensions: negotiated.map(|(_, value)| value),
+    }
+}
+
+/// Answer a WebSocket over an HTTP/2 stream (RFC 8441: an extended CONNECT
+/// with `:protocol` `websocket`): start the app, and answer `200` (accept),
+/// 403, the app's denial or 500 according to what it does first. The
+/// session runs in a task of its own, over the stream hyper hands over
+/// once a `200` went out.
+pub(crate) fn serve_h2(
+    mut req: http::Request<hyper::body::Incoming>,
+    ctx: Arc<Ctx>,
+    info: Arc<ConnInfo>,
+) -> Pin<Box<dyn Future<Output = http::Response<Option<Bytes>>> + Send>> {
+    let version_ok = req
+        .headers()
+        .get("sec-websocket-version")
+        .is_some_and(|v| v.as_bytes().trim_ascii() == b"13");
+    if !version_ok {
+        let resp = refusal_h2(426, "Upgrade Required", Some("13"));
+        return Box::pin(async move { resp });
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let (parts, _) = req.into_parts();
+    // Logged as what came over the wire (an extended CONNECT), so that an
+    // access log tells WebSockets over HTTP/2 from HTTP/1.1 upgrades.
+    let scope_head = request::from_h2(&parts);
+    let (client, _) = info.identity(&scope_head.headers, &ctx.config.proxy);
+    let log = ctx.access_log.as_ref().map(|l| {
+        l.entry(
+            crate::access_log::RequestLine {
+                method: &std::borrow::Cow::Borrowed("CONNECT"),
+                path: &scope_head.raw_path,
+                query: &scope_head.query_string,
+                version: "HTTP/2.0",
+                headers: &scope_head.headers,
+            },
+            client,
+        )
+    });
+    let begun = begin(scope_head, &ctx, &info);
+    let shared = begun.shared.clone();
+    let upgraded: Pin<Box<dyn Future<Output = Option<TokioIo<Upgraded>>> + Send>> =
+        Box::pin(async move { on_upgrade.await.ok().map(TokioIo::new) });
+    tokio::spawn(Session {
+        app: Some(begun.app),
+        shared: begun.shared,
+        socket: Socket::Upgrading(upgraded),
         phase: PhaseWatch::new(&ctx),
+        _live: Some(ctx.live.guard()),
         ctx,
         log: log.map(Box::new),
-        status: 0,
+        status: 200,
+    });
+    let extensions = begun.extensions;
+    Box::pin(async move {
+        let decision = std::future::poll_fn(|cx| shared.poll_decision(cx)).await;
+        answer_h2(decision, extensions)
     })
+}
+
+/// The HTTP/2 answer to the app's decision.
+fn answer_h2(
+    decision: Result<Decision, bool>,
+    extensions: Option<String>,
+) -> http::Response<Option<Bytes>> {
+    match decision {
+        Ok(Decision::Accept {
+            subprotocol,
+            headers,
+        }) => {
+            let mut resp = http::Response::new(None);
+            let h = resp.headers_mut();
+            let mut put = |name: &str, value: &[u8]| {
+                if let (Ok(n), Ok(v)) = (
+                    http::HeaderName::from_bytes(name.as_bytes()),
+                    http::HeaderValue::from_bytes(value),
+                ) {
+                    h.append(n, v);
+                }
+            };
+            if let Some(e) = &extensions {
+                put("sec-websocket-extensions", e.as_bytes());
+            }
+            if let Some(p) = &subprotocol {
+                put("sec-websocket-protocol", p.as_bytes());
+            }
+            for (name, value) in headers.iter() {
+                put(&String::from_utf8_lossy(name), value);
+            }
+            resp
+        }
+        Ok(Decision::Reject) => refusal_h2(403, "Forbidden", None),
+        Ok(Decision::Deny {
+            status,
+            headers,
+            body,
+        }) => {
+            let mut resp = http::Response::new(Some(body));
+            *resp.status_mut() =
+                http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::FORBIDDEN);
+            for (name, value) in headers.iter() {
+                if let (Ok(n), Ok(v)) = (
+                    http::HeaderName::from_bytes(name),
+                    http::HeaderValue::from_bytes(value),
+                ) {
+                    if !matches!(
+                        n.as_str(),
+                        "connection" | "keep-alive" | "transfer-encoding" | "upgrade"
+                    ) {
+                        resp.headers_mut().append(n, v);
+                    }
+                }
+            }
+            resp
+        }
+        Err(failed) => {
+            if !failed {
+                tracing::error!("PAGI application returned without accepting the WebSocket");
+            }
+            refusal_h2(500, "Internal Server Error", None)
+        }
+    }
+}
+
+fn refusal_h2(
+    status: u16,
+    why: &str,
+    version: Option<&'static str>,
+) -> http::Response<Option<Bytes>> {
+    let mut resp = http::Response::new(Some(Bytes::from(format!("{why}\n"))));
+    *resp.status_mut() =
+        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some(v) = version {
+        resp.headers_mut()
+            .insert("sec-websocket-version", http::HeaderValue::from_static(v));
+    }
+    resp
 }
 
 /// Poll rounds before the session yields to the scheduler.
@@ -163,10 +328,16 @@ struct Session<I> {
     log: Option<Box<Entry>>,
     /// The handshake's status, for the log.
     status: u16,
+    /// A session in a task of its own (HTTP/2) keeps the server waiting
+    /// for it; one in its connection's task is counted with it.
+    _live: Option<LiveGuard>,
 }
 
 /// The socket's half of a session.
 enum Socket<I> {
+    /// HTTP/2: waiting for the stream hyper hands over once the `200` went
+    /// out (`None`: it did not, the app refused or the client left).
+    Upgrading(Pin<Box<dyn Future<Output = Option<I>> + Send>>),
     /// Waiting for the app's decision.
     Deciding(Box<Handshake<I>>),
     /// Writing the answer; then the session runs if it was a 101.
@@ -256,6 +427,22 @@ impl<I: Io> Session<I> {
     fn poll_socket(&mut self, cx: &mut Context<'_>) {
         loop {
             match &mut self.socket {
+                Socket::Upgrading(upgrade) => {
+                    let Poll::Ready(io) = upgrade.as_mut().poll(cx) else {
+                        return;
+                    };
+                    match io {
+                        Some(io) => {
+                            let driver = driver::prepare(io, self.shared.clone(), &self.ctx);
+                            self.socket = Socket::Running(driver);
+                        }
+                        None => {
+                            self.shared.end(1006, "client_closed");
+                            self.socket = Socket::Done;
+                            return;
+                        }
+                    }
+                }
                 Socket::Deciding(hs) => {
                     let Poll::Ready(decision) = poll_decision(&self.shared, hs, cx) else {
                         return;

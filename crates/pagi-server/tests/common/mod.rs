@@ -4,6 +4,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod proto;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
