@@ -3,6 +3,7 @@ over a cleartext connection (prior knowledge), each case expecting the RFC 9113 
 connection error passes on GOAWAY with the expected code (or the connection closing right
 after a GOAWAY); a stream error on RST_STREAM with the code, or a GOAWAY.
 Usage: frames.py HOST PORT   (a pagi-server whose app answers GET / with any response)."""
+import re
 import socket
 import struct
 import sys
@@ -31,6 +32,7 @@ class Conn:
     def __init__(self, preface=True):
         self.s = socket.create_connection((HOST, PORT), timeout=3)
         self.buf = b""
+        self.closed = False  # the server closed (not just went silent)
         self.enc = Encoder()
         if preface:
             self.s.sendall(PREFACE + frame(SETTINGS, 0, 0))
@@ -65,9 +67,13 @@ class Conn:
             self.s.settimeout(left)
             try:
                 chunk = self.s.recv(65536)
-            except (socket.timeout, OSError):
+            except socket.timeout:
+                return None
+            except OSError:
+                self.closed = True
                 return None
             if not chunk:
+                self.closed = True
                 return None
             self.buf += chunk
 
@@ -136,11 +142,22 @@ def response_status(c, stream):
             return dict(dec.decode(f[3])).get(":status")
 
 
-# 3.4 The connection preface.
-c = Conn(preface=False)
-c.send(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + frame(SETTINGS, 0, 0))
-check(c.next() is None or connection_error(c, PROTOCOL_ERROR),
-      "a bad preface ends the connection")
+# 3.4 The connection preface. A cleartext port speaks HTTP/1.1 to whatever is not the exact
+# preface: this one is a malformed HTTP/1.1 request, answered with a 4xx/5xx and a close.
+s = socket.create_connection((HOST, PORT), timeout=3)
+s.sendall(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n" + frame(SETTINGS, 0, 0))
+reply, closed = b"", False
+try:
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            closed = True
+            break
+        reply += chunk
+except OSError:
+    closed = True
+check(closed and re.match(rb"HTTP/1\.1 [45]\d\d ", reply) is not None,
+      f"a bad preface is refused and the connection closed ({reply[:40]!r})")
 
 # 6.5, 6.7: SETTINGS and PING.
 c = Conn()
@@ -196,9 +213,14 @@ check(alive(c), "RST_STREAM mid-request: the connection carries on")
 c.send(c.request(stream=3))
 check(response_status(c, 3) is not None, "... and answers the next request")
 
-# 8.2.2 / 10.5.1: header list size.
+# 8.2.2 / 10.5.1: header list size (a 70 KB field, in frames of the allowed size).
 c = Conn()
-c.send(c.request(stream=1, extra=[("x-big", "v" * 70000)]))
+block = c.enc.encode([(":method", "GET"), (":scheme", "http"), (":path", "/"),
+                      (":authority", f"{HOST}:{PORT}"), ("x-big", "v" * 70000)])
+pieces = [block[i:i + 16000] for i in range(0, len(block), 16000)]
+c.send(frame(HEADERS, END_STREAM, 1, pieces[0])
+       + b"".join(frame(CONTINUATION, END_HEADERS if i == len(pieces) - 1 else 0, 1, p)
+                  for i, p in enumerate(pieces[1:], 1)))
 f = c.next()
 big_refused = False
 while f is not None:
@@ -224,7 +246,7 @@ for _ in range(2000):
 f = c.next()
 while f is not None and f[0] != GOAWAY:
     f = c.next()
-check(f is not None or c.next() is None, "a CONTINUATION flood ends the connection")
+check(f is not None or c.closed, "a CONTINUATION flood ends the connection (GOAWAY or close)")
 
 # 10.5 rapid reset (CVE-2023-44487): streams opened and reset at once.
 c = Conn()

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 /// Flags that take no value.
-const BOOL_FLAGS: &[&str] = &["text", "binary"];
+const BOOL_FLAGS: &[&str] = &["text", "binary", "h2"];
 
 #[derive(Debug)]
 pub(crate) struct Args {

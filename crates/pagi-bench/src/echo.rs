@@ -5,10 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 use crate::args::Args;
 use crate::target::{self, Target};
@@ -23,6 +26,9 @@ struct Cfg {
     target: Target,
     /// With `wss://`: the connector trusting `--ca`.
     tls: Option<tokio_rustls::TlsConnector>,
+    /// WebSocket over HTTP/2 (RFC 8441): one h2 connection per WebSocket, opened with an
+    /// extended CONNECT (cleartext, prior knowledge).
+    h2: bool,
     conns: usize,
     depth: usize,
     secs: f64,
@@ -99,11 +105,15 @@ struct Window {
 
 pub(crate) fn run(a: Args) -> Result<(), String> {
     a.only(&[
-        "url", "conns", "size", "text", "binary", "depth", "secs", "warmup", "threads", "ca",
+        "url", "conns", "size", "text", "binary", "depth", "secs", "warmup", "threads", "ca", "h2",
     ])?;
     let url = a.str("url").ok_or("--url is required")?;
     let target = target::parse(url)?;
     let tls = tls_connector(&target, a.str("ca"))?;
+    let h2 = a.flag("h2");
+    if h2 && target.tls {
+        return Err("--h2 is for ws:// (h2c) targets".into());
+    }
     if a.flag("text") && a.flag("binary") {
         return Err("--text and --binary are exclusive".into());
     }
@@ -123,6 +133,7 @@ pub(crate) fn run(a: Args) -> Result<(), String> {
     let cfg = Arc::new(Cfg {
         target,
         tls,
+        h2,
         conns,
         depth,
         secs,
@@ -242,28 +253,91 @@ async fn conn(
     cfg: Arc<Cfg>,
     payload: Arc<Payload>,
     connected: mpsc::Sender<bool>,
-    mut window: watch::Receiver<Option<Window>>,
+    window: watch::Receiver<Option<Window>>,
 ) -> ConnStats {
     let mut st = ConnStats::default();
     let wscfg = WebSocketConfig::default()
         .read_buffer_size(read_buffer_size(payload.base.len(), cfg.depth))
         .write_buffer_size(64 * 1024);
-    let attempt = async {
-        let tcp = TcpStream::connect(cfg.target.addr).await?;
-        tcp.set_nodelay(true)?;
-        let io = pagi_bench::tls::client(cfg.tls.as_ref(), tcp).await?;
-        tokio_tungstenite::client_async_with_config(cfg.target.url.as_str(), io, Some(wscfg))
-            .await
-            .map_err(std::io::Error::other)
-    };
-    let mut ws = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-        Ok(Ok((ws, _resp))) => ws,
-        Ok(Err(_)) | Err(_) => {
-            st.errors.add("connect");
-            let _ = connected.send(false).await;
-            return st;
+    if cfg.h2 {
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect_h2(&cfg.target, wscfg)).await {
+            Ok(Ok(ws)) => session(ws, &cfg, &payload, connected, window, st).await,
+            Ok(Err(_)) | Err(_) => {
+                st.errors.add("connect");
+                let _ = connected.send(false).await;
+                st
+            }
         }
-    };
+    } else {
+        let attempt = async {
+            let tcp = TcpStream::connect(cfg.target.addr).await?;
+            tcp.set_nodelay(true)?;
+            let io = pagi_bench::tls::client(cfg.tls.as_ref(), tcp).await?;
+            tokio_tungstenite::client_async_with_config(cfg.target.url.as_str(), io, Some(wscfg))
+                .await
+                .map_err(std::io::Error::other)
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+            Ok(Ok((ws, _resp))) => session(ws, &cfg, &payload, connected, window, st).await,
+            Ok(Err(_)) | Err(_) => {
+                st.errors.add("connect");
+                let _ = connected.send(false).await;
+                st
+            }
+        }
+    }
+}
+
+/// A WebSocket over a fresh HTTP/2 connection (h2c, prior knowledge): an extended CONNECT
+/// with `:protocol websocket` (RFC 8441), then frames on that stream.
+async fn connect_h2(
+    target: &Target,
+    wscfg: WebSocketConfig,
+) -> std::io::Result<WebSocketStream<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>> {
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let tcp = TcpStream::connect(target.addr).await?;
+    tcp.set_nodelay(true)?;
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .map_err(std::io::Error::other)?;
+    tokio::spawn(conn);
+    let path = target.url.splitn(4, '/').nth(3).unwrap_or("");
+    let mut req = hyper::Request::builder()
+        .method("CONNECT")
+        .uri(format!("http://{}/{path}", target.addr))
+        .version(hyper::Version::HTTP_2)
+        .header("sec-websocket-version", "13")
+        .body(Empty::<bytes::Bytes>::new())
+        .map_err(std::io::Error::other)?;
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let mut resp = send
+        .send_request(req)
+        .await
+        .map_err(std::io::Error::other)?;
+    if resp.status() != hyper::StatusCode::OK {
+        return Err(std::io::Error::other(format!(
+            "CONNECT answered {}",
+            resp.status()
+        )));
+    }
+    let upgraded = hyper::upgrade::on(&mut resp)
+        .await
+        .map_err(std::io::Error::other)?;
+    Ok(WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, Some(wscfg)).await)
+}
+
+/// One connection's measured session, over whatever stream its WebSocket runs on.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    mut ws: WebSocketStream<S>,
+    cfg: &Cfg,
+    payload: &Payload,
+    connected: mpsc::Sender<bool>,
+    mut window: watch::Receiver<Option<Window>>,
+    mut st: ConnStats,
+) -> ConnStats {
     st.connected = true;
     let _ = connected.send(true).await;
     drop(connected);
@@ -305,11 +379,11 @@ async fn conn(
                 break 'outer;
             }
         };
-        let mut res = seqs.handle(first, &payload, w, &mut st);
+        let mut res = seqs.handle(first, payload, w, &mut st);
         // Take whatever else is already readable before writing (batches pipelined echoes).
         while matches!(res, Ok(true)) {
             match ws.next().now_or_never() {
-                Some(m) => res = seqs.handle(m, &payload, w, &mut st),
+                Some(m) => res = seqs.handle(m, payload, w, &mut st),
                 None => break,
             }
         }

@@ -283,7 +283,10 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct H2Config {
     /// Streams a client may have open at once (`SETTINGS_MAX_CONCURRENT_STREAMS`);
-    /// more are refused (`REFUSED_STREAM`). Default 100.
+    /// more are refused (`REFUSED_STREAM`). An app whose stream the client
+    /// reset still runs until it sees the disconnect; counting those, a
+    /// connection past twice this many answers new streams `503`.
+    /// Default 100.
     pub max_concurrent_streams: u32,
     /// Receive window of each stream, in bytes. Default 256 KiB.
     pub initial_stream_window: u32,
@@ -301,6 +304,33 @@ pub struct H2Config {
     /// beyond it the connection is closed with `ENHANCE_YOUR_CALM` (the
     /// rapid-reset attack, CVE-2023-44487). Default 20.
     pub max_pending_reset_streams: usize,
+}
+
+impl H2Config {
+    /// The largest flow-control window HTTP/2 allows (RFC 9113 §6.9.1).
+    pub const MAX_WINDOW: u32 = (1 << 31) - 1;
+
+    /// Check the fields against what HTTP/2 allows.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("initial_stream_window", self.initial_stream_window),
+            ("initial_connection_window", self.initial_connection_window),
+        ] {
+            if v > Self::MAX_WINDOW {
+                return Err(format!("h2.{name} {v} is over 2^31-1"));
+            }
+        }
+        if u32::try_from(self.max_send_buffer).is_err() {
+            return Err(format!(
+                "h2.max_send_buffer {} is over 2^32-1",
+                self.max_send_buffer
+            ));
+        }
+        if self.max_concurrent_streams == 0 {
+            return Err("h2.max_concurrent_streams must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 impl Default for H2Config {
@@ -413,4 +443,33 @@ fn default_max_connections() -> usize {
                 .and_then(|l| l.split_whitespace().nth(3)?.parse::<usize>().ok())
         })
         .map_or(1024, |n| n.saturating_sub(64).max(16))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn h2_settings_outside_what_http2_allows_are_refused() {
+        assert!(H2Config::default().check().is_ok());
+        let at_max = H2Config {
+            initial_stream_window: H2Config::MAX_WINDOW,
+            initial_connection_window: H2Config::MAX_WINDOW,
+            ..H2Config::default()
+        };
+        assert!(at_max.check().is_ok());
+        let over = H2Config {
+            initial_connection_window: H2Config::MAX_WINDOW + 1,
+            ..H2Config::default()
+        };
+        assert!(over
+            .check()
+            .unwrap_err()
+            .contains("initial_connection_window"));
+        let none = H2Config {
+            max_concurrent_streams: 0,
+            ..H2Config::default()
+        };
+        assert!(none.check().is_err());
+    }
 }

@@ -15,6 +15,7 @@ enum Kind {
     BindUnix(PathBuf, std::io::Error),
     Tls(String),
     Startup(String),
+    Config(String),
 }
 
 impl Error {
@@ -38,6 +39,17 @@ impl Error {
         Error {
             kind: Kind::Tls(message),
         }
+    }
+
+    pub(crate) fn config(message: String) -> Self {
+        Error {
+            kind: Kind::Config(message),
+        }
+    }
+
+    /// Whether a `Config` field was out of its range.
+    pub fn is_config(&self) -> bool {
+        matches!(self.kind, Kind::Config(_))
     }
 
     pub(crate) fn startup(message: impl Into<String>) -> Self {
@@ -83,6 +95,7 @@ impl fmt::Display for Error {
             }
             Kind::Tls(m) => write!(f, "TLS: {m}"),
             Kind::Startup(m) => write!(f, "Lifespan startup failed: {m}"),
+            Kind::Config(m) => write!(f, "invalid configuration: {m}"),
         }
     }
 }
@@ -97,7 +110,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
             Kind::Io(e) | Kind::Bind(_, e) | Kind::BindUnix(_, e) => Some(e),
-            Kind::Tls(_) | Kind::Startup(_) => None,
+            Kind::Tls(_) | Kind::Startup(_) | Kind::Config(_) => None,
         }
     }
 }

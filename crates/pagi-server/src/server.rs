@@ -111,6 +111,7 @@ impl Server {
     /// `lifespan.startup.failed` (before anything is bound), if an address
     /// cannot be bound, or if a certificate or key cannot be used.
     pub async fn bind(config: Config, app: SharedApp) -> Result<Server, Error> {
+        config.h2.check().map_err(Error::config)?;
         let lifespan = crate::lifespan::startup(&app, &config).await?;
         let listeners = config
             .listen

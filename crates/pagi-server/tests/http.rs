@@ -608,3 +608,108 @@ async fn sse_events_sent_after_a_keepalive_are_delivered() {
     assert!(server.idle_within(STEP).await);
     server.shutdown(STEP).await;
 }
+
+#[tokio::test]
+async fn an_event_stream_says_keep_alive_yet_closes_when_it_ends_and_a_decline_says_close() {
+    let app = pagi::app_fn(|scope: Scope, _: Receiver, send: Sender| async move {
+        let Scope::Sse(sse) = scope else {
+            return Err(pagi::unsupported_scope(&scope));
+        };
+        if sse.path == "/decline" {
+            send.send(SendEvent::SseHttpResponseStart {
+                status: 403,
+                headers: Headers::new().with("content-length", "2"),
+            })
+            .await?;
+            send.send(SendEvent::SseHttpResponseBody {
+                body: "no".into(),
+                more: false,
+            })
+            .await?;
+            return Ok(());
+        }
+        send.send(SendEvent::SseStart {
+            status: 200,
+            headers: Headers::new(),
+        })
+        .await?;
+        send.send(SendEvent::SseSend {
+            event: None,
+            data: "one".into(),
+            id: None,
+            retry: None,
+        })
+        .await?;
+        send.send(SendEvent::SseClose {
+            reason: Some("done".into()),
+        })
+        .await?;
+        Ok::<_, BoxError>(())
+    });
+    let server = TestServer::start(app).await;
+    let mut stream = open_sse(server.addr).await;
+    // (Queued whole before its head went out, the stream has a length.)
+    let seen = read_until(&mut stream, "the event", |t| t.contains("data: one\n\n")).await;
+    let head = seen.split("\r\n\r\n").next().unwrap().to_ascii_lowercase();
+    assert!(head.contains("\r\nconnection: keep-alive"), "{head}");
+    assert!(seen.contains("data: one"), "{seen}");
+    assert!(
+        eof_within(&mut stream, STEP).await,
+        "closed after sse.close"
+    );
+    let (resp, mut stream) = http_raw(
+        server.addr,
+        b"GET /decline HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
+    )
+    .await;
+    assert_eq!(resp.status, 403);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(
+        eof_within(&mut stream, STEP).await,
+        "closed after a decline"
+    );
+    server.shutdown(STEP).await;
+}
+
+// Found in the conformance audit (C6/W14): with request body left unread
+// the connection did not read at all, so an app that never asks for the
+// body and has nothing to write never heard that its client left.
+#[tokio::test]
+async fn an_app_that_never_reads_the_body_still_hears_the_client_leave() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = pagi::app_fn(move |scope: Scope, _: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            let Scope::Http(http) = scope else {
+                return Err(pagi::unsupported_scope(&scope));
+            };
+            let (gone_tx, gone) = tokio::sync::oneshot::channel::<String>();
+            let gone_tx = std::sync::Mutex::new(Some(gone_tx));
+            http.connection.on_disconnect(move |why| {
+                if let Some(t) = gone_tx.lock().unwrap().take() {
+                    let _ = t.send(why.to_owned());
+                }
+            });
+            send.send(SendEvent::response_start(200, Headers::new()))
+                .await?;
+            send.send(SendEvent::response_body("working\n", true))
+                .await?;
+            // Nothing more to write, and the body is never asked for.
+            let why = tokio::time::timeout(Duration::from_secs(10), gone).await;
+            let _ = tx.send(format!("{why:?}"));
+            Ok::<_, BoxError>(())
+        }
+    });
+    let server = TestServer::start(app).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\nsome of it")
+        .await
+        .unwrap();
+    read_until(&mut stream, "the first chunk", |t| t.contains("working")).await;
+    drop(stream);
+    let why = within(STEP, "the app to hear", rx.recv()).await.unwrap();
+    assert_eq!(why, r#"Ok(Ok("client_closed"))"#);
+    assert!(server.idle_within(STEP).await);
+    server.shutdown(STEP).await;
+}

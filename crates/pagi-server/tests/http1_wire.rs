@@ -603,3 +603,20 @@ async fn a_client_leaving_mid_body_is_client_closed() {
     let _ = Bytes::new();
     server.shutdown(STEP).await;
 }
+
+// Found in review: a connection that sent part of the HTTP/2 preface and
+// then nothing escaped the header read timeout (the wait for the rest of
+// the preface skipped the watchdog).
+#[tokio::test]
+async fn a_partial_h2_preface_is_closed_by_the_header_read_timeout() {
+    let app = pagi::app_fn(|_: Scope, _: Receiver, _: Sender| async { Ok::<(), BoxError>(()) });
+    let config = Config {
+        header_read_timeout: Some(Duration::from_millis(100)),
+        ..common::config()
+    };
+    let server = TestServer::start_with(config, app).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+    assert!(eof_within(&mut s, Duration::from_secs(2)).await);
+    server.shutdown(STEP).await;
+}

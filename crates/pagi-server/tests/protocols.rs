@@ -65,6 +65,43 @@ fn app() -> (
                             .await?;
                             Ok(())
                         }
+                        "/late" => {
+                            // Starts streaming only after a while (then runs
+                            // until told the client or the server is going).
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            send.send(SendEvent::response_start(200, Headers::new()))
+                                .await?;
+                            loop {
+                                send.send(SendEvent::response_body("tick\n", true)).await?;
+                                tokio::select! {
+                                    ev = receive.recv() => if ev.is_disconnect() { return Ok(()) },
+                                    () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                                }
+                            }
+                        }
+                        "/hang" => {
+                            // Ignores the client leaving for a while.
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            Ok(())
+                        }
+                        "/whole" => {
+                            // No length of its own: the body, queued whole.
+                            send.send(SendEvent::response_start(200, Headers::new()))
+                                .await?;
+                            send.send(SendEvent::response_body("0123456789", false))
+                                .await?;
+                            Ok(())
+                        }
+                        "/nocontent" => {
+                            send.send(SendEvent::response_start(
+                                204,
+                                Headers::new().with("content-length", "11"),
+                            ))
+                            .await?;
+                            send.send(SendEvent::response_body("hello world", false))
+                                .await?;
+                            Ok(())
+                        }
                         "/slow" => {
                             send.send(SendEvent::response_start(200, Headers::new()))
                                 .await?;
@@ -440,3 +477,114 @@ both!(
         assert!(started.elapsed() < STEP, "{:?}", started.elapsed());
     }
 );
+
+both!(
+    a_response_started_after_shutdown_began_is_told_and_ends,
+    |proto| {
+        let (app, mut ends) = app();
+        let server = TestServer::start(app).await;
+        let mut c = Client::connect(server.addr, proto).await;
+        let mut req = http::Request::get(c.uri("/late"));
+        if proto == Proto::H1 {
+            req = req.header("host", "test");
+        }
+        let req = req.body(Full::new(Bytes::new())).unwrap();
+        let pending = tokio::spawn(async move {
+            let resp = c.send(req).await;
+            read_whole(resp).await
+        });
+        // The app is still deciding when the server starts draining.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = std::time::Instant::now();
+        let stop = tokio::spawn(server.shutdown(STEP));
+        let end = within(STEP, "the stream's end", ends.recv()).await.unwrap();
+        assert_eq!(end, ("/late".into(), Some("server_shutdown".into())));
+        let resp = within(STEP, "the response", pending).await.unwrap();
+        assert_eq!(resp.status, 200);
+        assert!(resp.text().starts_with("tick\n"), "{:?}", resp.text());
+        within(STEP, "the server to stop", stop).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+);
+
+both!(head_and_204_follow_the_length_rules, |proto| {
+    let (app, _) = app();
+    let server = TestServer::start(app).await;
+    let mut c = Client::connect(server.addr, proto).await;
+    let get = c.get("/whole").await;
+    assert_eq!(get.text(), "0123456789");
+    let head = c.fetch("HEAD", "/whole", &[], Bytes::new()).await;
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    // HEAD says what GET would have carried.
+    assert_eq!(head.header("content-length"), Some("10"));
+    let none = c.get("/nocontent").await;
+    assert_eq!(none.status, 204);
+    assert!(none.body.is_empty());
+    assert_eq!(none.header("content-length"), None, "RFC 9110 §8.6");
+    server.shutdown(STEP).await;
+});
+
+#[tokio::test]
+async fn h2_streams_reset_while_their_apps_run_are_bounded() {
+    let (app, _) = app();
+    let mut config = common::config();
+    config.h2.max_concurrent_streams = 2;
+    let server = TestServer::start_with(config, app).await;
+    let mut c = Client::connect(server.addr, Proto::H2).await;
+    // Each /hang is reset by the client at once; its app keeps running.
+    for _ in 0..4 {
+        let req = http::Request::get(c.uri("/hang"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let Client::H2(send) = &mut c else {
+            unreachable!()
+        };
+        send.ready().await.unwrap();
+        let fut = send.send_request(req);
+        // Give the server the stream, then drop it (RST_STREAM CANCEL).
+        let _ = tokio::time::timeout(Duration::from_millis(50), fut).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let shed = c.get("/x").await;
+    assert_eq!(shed.status, 503, "{}", shed.text());
+    // Once those apps finished, streams are served again.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert_eq!(c.get("/x").await.status, 200);
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn h2_a_connection_carrying_only_a_websocket_is_not_idle() {
+    let (app, _) = app();
+    let mut config = common::config();
+    config.header_read_timeout = Some(Duration::from_millis(100));
+    let server = TestServer::start_with(config, app).await;
+    let mut c = Client::connect(server.addr, Proto::H2).await;
+    let Client::H2(send) = &mut c else {
+        unreachable!()
+    };
+    let mut req = http::Request::builder()
+        .method("CONNECT")
+        .uri("http://test/")
+        .version(http::Version::HTTP_2)
+        .header("sec-websocket-version", "13")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    send.ready().await.unwrap();
+    let mut resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let upgraded = hyper::upgrade::on(&mut resp).await.unwrap();
+    // Several watchdog periods with only the WebSocket open.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The connection still takes new streams.
+    assert_eq!(c.get("/x").await.status, 200);
+    drop(upgraded);
+    server.shutdown(STEP).await;
+}

@@ -4,12 +4,14 @@
 //! here touches a socket: the connection hands request body pieces in when
 //! the app asks for them, and takes the response head and body out.
 //!
-//! The app future is polled from the connection's own task (no task per
-//! request); if the connection lets go of it early (client gone, response
+//! The app future is polled from the task that serves the exchange (the
+//! HTTP/1.1 connection's own task, or hyper's task for an HTTP/2 stream;
+//! no task of ours per request); if that task lets go of it early (client gone, response
 //! done while the app still works), the rest of the app moves to a task
 //! of its own, where its `receive` returns the disconnect and its sends
 //! are no-ops.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -587,8 +589,10 @@ pub(crate) struct AppDriver {
     fut: Option<BoxFuture<Result<(), BoxError>>>,
     result: Option<Result<(), BoxError>>,
     ex: Arc<Exchange>,
-    /// Keeps the server waiting for the app.
-    live: Option<LiveGuard>,
+    /// Keeps the server waiting for the app, and whatever else must last
+    /// as long as it (an HTTP/2 stream's place in its connection's count),
+    /// wherever the app ends up running.
+    live: Option<(LiveGuard, Option<Box<dyn Any + Send>>)>,
 }
 
 impl AppDriver {
@@ -601,7 +605,15 @@ impl AppDriver {
             fut: Some(fut),
             result: None,
             ex,
-            live: Some(live),
+            live: Some((live, None)),
+        }
+    }
+
+    /// Keep `held` until the app has finished (even if it finishes on a
+    /// task of its own after the connection let go).
+    pub(crate) fn hold(&mut self, held: Box<dyn Any + Send>) {
+        if let Some((_, slot)) = &mut self.live {
+            *slot = Some(held);
         }
     }
 

@@ -1,7 +1,7 @@
 //! HTTP exchanges with the app, whatever carries them: the `http` or `sse`
 //! scope built from a request head, and the app started with its
 //! `receive` and `send` (see `exchange`). The connection that reads and
-//! writes the bytes is `crate::http1`.
+//! writes the bytes is `crate::http1` or, one stream each, `crate::http2`.
 
 pub(crate) mod exchange;
 mod sse;

@@ -266,7 +266,13 @@ impl<I: Io> Conn<I> {
             wire, ctx, info, ..
         } = self;
         let info = Arc::try_unwrap(info).unwrap_or_else(|shared| (*shared).clone());
-        crate::http2::serve(wire.io, wire.rbuf.freeze(), info, ctx)
+        // The preface and what followed it are copied out; the read buffer
+        // goes back to this thread's pool (hyper reads into its own).
+        let Wire { io, mut rbuf, .. } = wire;
+        let prefix = Bytes::copy_from_slice(&rbuf);
+        rbuf.clear();
+        read_pool::give(rbuf);
+        crate::http2::serve(io, prefix, info, ctx)
     }
 
     /// The WebSocket session that takes the connection over; the rest of
@@ -330,30 +336,31 @@ impl<I: Io> Conn<I> {
         if self.draining {
             return self.close(false);
         }
+        // Cleartext HTTP/2 starts with its preface instead of a request;
+        // while only part of it is here, wait for the rest (the watchdog
+        // still bounds the wait).
+        let mut partial_preface = false;
         if self.h2c && self.requests == 0 && !self.wire.rbuf.is_empty() {
-            // Cleartext HTTP/2 starts with its preface instead of a request.
             let n = self.wire.rbuf.len().min(PREFACE.len());
             if self.wire.rbuf[..n] == PREFACE[..n] {
                 if n == PREFACE.len() {
                     return Step::Done(End::H2);
                 }
-                return match self.wire.read(cx, usize::MAX) {
-                    Read::Data => Step::Again,
-                    Read::Eof | Read::Failed => Step::Done(End::Closed),
-                    Read::Pending => Step::Wait,
-                };
+                partial_preface = true;
             }
         }
-        match self.parser.parse(&mut self.wire.rbuf, &self.limits) {
-            Err(rejection) => {
-                tracing::debug!("bad request: {}", rejection.why);
-                return self.refuse(rejection.status, rejection.why);
+        if !partial_preface {
+            match self.parser.parse(&mut self.wire.rbuf, &self.limits) {
+                Err(rejection) => {
+                    tracing::debug!("bad request: {}", rejection.why);
+                    return self.refuse(rejection.status, rejection.why);
+                }
+                Ok(Some(head)) => {
+                    self.requests += 1;
+                    return self.dispatch(head);
+                }
+                Ok(None) => {}
             }
-            Ok(Some(head)) => {
-                self.requests += 1;
-                return self.dispatch(head);
-            }
-            Ok(None) => {}
         }
         match self.wire.read(cx, usize::MAX) {
             Read::Data => Step::Again,
@@ -479,8 +486,8 @@ impl<I: Io> Conn<I> {
                     status: head.status,
                     head_request: a.req.head_request,
                     http10: a.req.http10,
-                    keep_alive: keep && !a.req.sse,
-                    announce_keep_alive: a.req.sse && head.status == 200,
+                    keep_alive: keep,
+                    event_stream: a.req.sse,
                     known_length: known.filter(|_| done),
                     trailers: head.trailers,
                 };
@@ -575,11 +582,15 @@ impl<I: Io> Conn<I> {
         }
 
         // Watch the socket for the client leaving (and buffer what it
-        // pipelines), unless the body is still to be read on demand.
+        // pipelines, or body bytes the app has not asked for, up to
+        // READ_AHEAD_MAX): an app that never reads the body still learns
+        // when its client is gone. While the app waits for body, feeding
+        // it does the reading.
         let State::Busy(a) = &mut self.state else {
             unreachable!()
         };
-        if a.body.is_done() && !a.ex.body_pending() && self.wire.rbuf.len() < READ_AHEAD_MAX {
+        let body_read_by_feed = !a.body.is_done() && a.ex.wants_body();
+        if !body_read_by_feed && !a.ex.body_pending() && self.wire.rbuf.len() < READ_AHEAD_MAX {
             match self.wire.read(cx, READ_AHEAD_MAX - self.wire.rbuf.len()) {
                 Read::Data => progress = true,
                 Read::Pending => {}

@@ -150,6 +150,16 @@ impl hyper::service::Service<Request<Incoming>> for Service {
     type Future = ResponseFuture;
 
     fn call(&self, req: Request<Incoming>) -> ResponseFuture {
+        // h2 bounds the streams open at once, but an app whose stream the
+        // client reset keeps running (on a task of its own) until it sees
+        // the disconnect: a client resetting stream after stream would
+        // pile them up. Past twice the stream limit, new streams are shed.
+        let cap = 2 * self.ctx.config.h2.max_concurrent_streams as usize;
+        if self.activity.open.load(Ordering::Relaxed) >= cap {
+            tracing::debug!("HTTP/2: {cap} unfinished streams on one connection, shedding");
+            let resp = stream::canned(503, "Too many unfinished requests on this connection");
+            return Box::pin(async move { Ok(resp) });
+        }
         let guard = self.activity.begin();
         let is_connect = req.method() == http::Method::CONNECT;
         let protocol = req
@@ -158,12 +168,9 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             .map(|p| p.as_str().to_owned());
         match (is_connect, protocol.as_deref()) {
             (true, Some(p)) if p.eq_ignore_ascii_case("websocket") => {
-                let answer = crate::ws::serve_h2(req, self.ctx.clone(), self.info.clone());
-                Box::pin(async move {
-                    let resp = answer.await;
-                    drop(guard);
-                    Ok(resp.map(H2Body::canned))
-                })
+                let answer =
+                    crate::ws::serve_h2(req, self.ctx.clone(), self.info.clone(), Box::new(guard));
+                Box::pin(async move { Ok(answer.await.map(H2Body::canned)) })
             }
             // A tunnel to somewhere else: we are no proxy (RFC 9113 §8.5).
             (true, _) => {

@@ -24,7 +24,6 @@ use crate::file_body::FileReader;
 use crate::http::exchange::{AppDriver, Exchange, Link, Out, ResponseHead, SseTimers};
 use crate::listener::ConnInfo;
 use crate::timer::Timer;
-use crate::wire::h1::encode::with_date;
 use crate::wire::h1::head::method_name;
 use crate::wire::request;
 
@@ -58,7 +57,10 @@ impl HttpBody for H2Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, H2Body::Canned(None))
+        match self {
+            H2Body::Canned(b) => b.is_none(),
+            H2Body::App(a) => a.ended,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -80,16 +82,7 @@ pub(crate) fn canned(status: u16, why: &str) -> Response<H2Body> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    insert_date(h);
     resp
-}
-
-fn insert_date(h: &mut HeaderMap) {
-    if !h.contains_key(http::header::DATE) {
-        if let Ok(v) = with_date(HeaderValue::from_bytes) {
-            h.insert(http::header::DATE, v);
-        }
-    }
 }
 
 /// Start the exchange for a request stream; the future resolves with the
@@ -109,6 +102,14 @@ pub(crate) fn respond(
             Ok(canned(413, "Payload Too Large"))
         });
     }
+    // The header list's size is bounded by h2 (`max_header_size`); its
+    // count as on HTTP/1.1.
+    if parts.headers.len() > cfg.max_header_count {
+        return Box::pin(async move {
+            drop(guard);
+            Ok(canned(431, "Request Header Fields Too Large"))
+        });
+    }
     let method = method_name(parts.method.as_str());
     let scope_head = request::from_h2(&parts);
     let log = ctx.access_log.as_ref().map(|l| {
@@ -125,7 +126,9 @@ pub(crate) fn respond(
         )
     });
     let head_request = parts.method == http::Method::HEAD;
-    let started = crate::http::start(scope_head, method, ctx, info);
+    let mut started = crate::http::start(scope_head, method, ctx, info);
+    // The stream stays counted by its connection as long as its app runs.
+    started.app.hold(Box::new(guard));
     let ex = started.app.exchange().clone();
     let input = if body.is_end_stream() {
         ex.give_body(Bytes::new(), true);
@@ -143,12 +146,12 @@ pub(crate) fn respond(
         stall: None,
         sse: started.sse,
         sse_timers: SseTimers::default(),
-        phase: PhaseWatch::new(ctx),
+        phase: None,
+        draining: false,
         notified: false,
         head_request,
         log,
         ctx: ctx.clone(),
-        _guard: guard,
     });
     Box::pin(Head(Some(stream)))
 }
@@ -166,13 +169,16 @@ struct Stream {
     stall: Option<Timer>,
     sse: bool,
     sse_timers: SseTimers,
-    phase: PhaseWatch,
+    /// The server's phase, watched from the first time the stream waits
+    /// (most requests are answered before they ever do).
+    phase: Option<PhaseWatch>,
+    /// The server is shutting down.
+    draining: bool,
     /// The shutdown notice was given.
     notified: bool,
     head_request: bool,
     log: Option<Entry>,
     ctx: Arc<Ctx>,
-    _guard: StreamGuard,
 }
 
 impl Stream {
@@ -212,10 +218,18 @@ impl Stream {
                     return true;
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    // The client reset the stream (or broke the protocol).
+                    // The client reset the stream, or broke the protocol (a
+                    // body longer or shorter than its content-length: h2
+                    // resets the stream itself).
                     tracing::debug!("HTTP/2 request body: {e}");
                     self.input = None;
-                    self.ex.close("client_closed");
+                    let h2 =
+                        std::error::Error::source(&e).and_then(|s| s.downcast_ref::<h2::Error>());
+                    let reason = match h2 {
+                        Some(h) if !h.is_remote() && !h.is_io() => "protocol_error",
+                        _ => "client_closed",
+                    };
+                    self.ex.close(reason);
                     return true;
                 }
                 Poll::Ready(Some(Ok(frame))) => {
@@ -249,13 +263,22 @@ impl Stream {
 
     /// The server shuts down: an event stream ends now, a streaming
     /// response's app is told.
-    fn watch_phase(&mut self, cx: &mut Context<'_>, started: bool) {
-        if let Poll::Ready(p) = self.phase.poll_change(cx) {
-            if p >= Phase::Draining && started && !self.notified {
-                self.notified = true;
-                self.ex.shut_down(self.sse);
+    /// (A response not started yet is left to finish, as on HTTP/1.1; it
+    /// is told if it starts streaming.)
+    /// Returns whether the notice was given just now.
+    fn watch_phase(&mut self, cx: &mut Context<'_>, started: bool) -> bool {
+        if !self.draining {
+            let phase = self.phase.get_or_insert_with(|| PhaseWatch::new(&self.ctx));
+            if let Poll::Ready(p) = phase.poll_change(cx) {
+                self.draining = p >= Phase::Draining;
             }
         }
+        if self.draining && started && !self.notified {
+            self.notified = true;
+            self.ex.shut_down(self.sse);
+            return true;
+        }
+        false
     }
 
     fn log_end(&mut self, status: u16, bytes: u64) {
@@ -277,7 +300,6 @@ impl Future for Head {
         loop {
             let mut progress = s.app.poll(cx);
             progress |= s.feed(cx);
-            s.watch_phase(cx, false);
             if s.app.failed() {
                 // Failed before anything reached the client: a 500.
                 drop(s.ex.take_head());
@@ -296,6 +318,7 @@ impl Future for Head {
                 return Poll::Ready(Ok(no_response(s, result)));
             }
             if !progress {
+                let _ = s.watch_phase(cx, false);
                 s.ex.watch(cx);
                 return Poll::Pending;
             }
@@ -326,12 +349,15 @@ fn start_body(s: Box<Stream>, head: ResponseHead) -> Response<H2Body> {
     let mut app_length = None;
     for (name, value) in head.headers.iter() {
         // Checked when sent: valid names and values.
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
-        else {
+        let (Some(name), Ok(value)) = (
+            header_name(name),
+            HeaderValue::from_maybe_shared(value.clone()),
+        ) else {
             continue;
         };
         // Connection-specific fields do not exist in HTTP/2 (RFC 9113
-        // §8.2.2); the server frames the body.
+        // §8.2.2); the server frames the body, and writes the length
+        // itself (one value, never on 204/205).
         if matches!(
             name.as_str(),
             "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade"
@@ -343,33 +369,37 @@ fn start_body(s: Box<Stream>, head: ResponseHead) -> Response<H2Body> {
                 .to_str()
                 .ok()
                 .and_then(|v| v.trim().parse::<u64>().ok());
-            if matches!(status, 204 | 205) {
-                continue;
-            }
+            continue;
         }
         map.append(name, value);
     }
-    if status == 205 {
-        map.insert(http::header::CONTENT_LENGTH, HeaderValue::from(0));
-    }
-    insert_date(&mut map);
     let (done, known) = s.ex.queued_length();
-    let length = if bodiless {
-        Some(0)
-    } else {
-        app_length.or(known.filter(|_| done && !head.trailers))
+    // What the Content-Length says: the app's; else, for a bodiless
+    // response, what a GET would have carried (HEAD) or nothing; else the
+    // body's size when the app already queued all of it.
+    let length = match status {
+        204 => None,
+        205 => Some(0),
+        _ if bodiless => app_length.or(known.filter(|&n| s.head_request && n > 0)),
+        _ => app_length.or(known.filter(|_| done && !head.trailers)),
     };
+    if let Some(n) = length {
+        map.insert(http::header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    // The hint is what hyper frames by; a bodiless response sends none.
     let hint = match length {
-        Some(n) => SizeHint::with_exact(n),
-        None => SizeHint::default(),
+        Some(n) if !bodiless => SizeHint::with_exact(n),
+        _ => SizeHint::default(),
     };
     let body = AppBody {
         stream: s,
         queue: VecDeque::new(),
         file: None,
         limit: if bodiless { Some(0) } else { app_length },
+        bodiless,
         sent: 0,
         status,
+        done: false,
         ended: false,
         hint,
     };
@@ -377,6 +407,25 @@ fn start_body(s: Box<Stream>, head: ResponseHead) -> Response<H2Body> {
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     *resp.headers_mut() = map;
     resp
+}
+
+/// A response header's name: the common ones without parsing.
+fn header_name(name: &[u8]) -> Option<HeaderName> {
+    use http::header;
+    let known = match name {
+        b"content-type" => header::CONTENT_TYPE,
+        b"content-length" => header::CONTENT_LENGTH,
+        b"cache-control" => header::CACHE_CONTROL,
+        b"set-cookie" => header::SET_COOKIE,
+        b"location" => header::LOCATION,
+        b"etag" => header::ETAG,
+        b"last-modified" => header::LAST_MODIFIED,
+        b"vary" => header::VARY,
+        b"date" => header::DATE,
+        b"server" => header::SERVER,
+        _ => return HeaderName::from_bytes(name).ok(),
+    };
+    Some(known)
 }
 
 /// The response body hyper pulls: drives the app and yields what it sent.
@@ -389,9 +438,14 @@ pub(crate) struct AppBody {
     /// The most body bytes the response may carry (its Content-Length;
     /// zero for HEAD, 204, 205, 304).
     limit: Option<u64>,
+    /// HEAD, 204, 205 or 304: no body, no trailers.
+    bodiless: bool,
     sent: u64,
     status: u16,
-    /// The end went to hyper: nothing left for `drop`.
+    /// The app queued all of its body: what is in `queue` is the rest.
+    done: bool,
+    /// The end went to hyper (or goes with the frame just handed out):
+    /// nothing left for `drop`.
     ended: bool,
     hint: SizeHint,
 }
@@ -413,6 +467,20 @@ impl AppBody {
         self.stream.ex.finish();
         self.stream.log_end(self.status, self.sent);
         Poll::Ready(None)
+    }
+
+    /// Hand out a piece of body; when it is the last (the app is done and
+    /// nothing else waits), the request completes with it and hyper sends
+    /// it with END_STREAM rather than an empty frame after it.
+    fn give(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.report_in_flight();
+        let complete = self.limit.map_or(true, |n| self.sent >= n);
+        if self.done && self.queue.is_empty() && self.file.is_none() && complete {
+            self.ended = true;
+            self.stream.ex.finish();
+            self.stream.log_end(self.status, self.sent);
+        }
+        Poll::Ready(Some(Ok(Frame::data(data))))
     }
 
     /// Cut `data` to what the response may still carry.
@@ -440,7 +508,6 @@ impl AppBody {
             let s = &mut self.stream;
             s.app.poll(cx);
             s.feed(cx);
-            s.watch_phase(cx, true);
             match s.ex.link() {
                 Link::Closed if s.ex.conn.disconnect_reason().is_some() => {
                     // The client reset the stream, or the app failed.
@@ -457,8 +524,7 @@ impl AppBody {
                 match std::task::ready!(file.poll_chunk(cx, FILE_CHUNK)) {
                     Some(Ok(chunk)) => {
                         if let Some(data) = self.within_limit(chunk) {
-                            self.report_in_flight();
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                            return self.give(data);
                         }
                         continue;
                     }
@@ -477,12 +543,19 @@ impl AppBody {
                 match out {
                     Out::Data(b) => {
                         if let Some(data) = self.within_limit(b) {
-                            self.report_in_flight();
-                            return Poll::Ready(Some(Ok(Frame::data(data))));
+                            return self.give(data);
                         }
                     }
-                    Out::File(f) => self.file = Some(FileReader::new(f.file, f.offset, f.len)),
-                    Out::Trailers(t) if self.limit.is_none() => {
+                    Out::File(f) => {
+                        // Read only what the response may carry (nothing
+                        // for HEAD).
+                        let room = self.limit.map_or(f.len, |n| n.saturating_sub(self.sent));
+                        let len = f.len.min(room);
+                        if len > 0 {
+                            self.file = Some(FileReader::new(f.file, f.offset, len));
+                        }
+                    }
+                    Out::Trailers(t) if !self.bodiless => {
                         self.ended = true;
                         self.stream.ex.finish();
                         self.stream.log_end(self.status, self.sent);
@@ -493,12 +566,12 @@ impl AppBody {
                 continue;
             }
             let queue = &mut self.queue;
-            let done = self.stream.ex.take_output(|o| queue.push_back(o));
+            self.done = self.stream.ex.take_output(|o| queue.push_back(o));
             if !self.queue.is_empty() {
                 continue;
             }
             self.report_in_flight();
-            if done {
+            if self.done {
                 return self.finish();
             }
             let s = &mut self.stream;
@@ -524,6 +597,10 @@ impl AppBody {
             }
             if s.sse && s.ex.has_output() {
                 // Keepalive comments were queued: take them.
+                continue;
+            }
+            // Waiting: for the app, or the server shutting down.
+            if s.watch_phase(cx, true) {
                 continue;
             }
             s.ex.watch(cx);

@@ -41,10 +41,16 @@ pub(crate) fn from_h2(parts: &http::request::Parts) -> RequestHead {
     let map = &parts.headers;
     let authority = parts.uri.authority().map(|a| a.as_str());
     let mut headers = Headers::with_capacity(map.len() + 1);
-    // All values in one buffer, handed out as slices: one allocation, not
-    // one per header (a WebSocket scope keeps its headers for a session).
+    // Names, values, path and query in one buffer, handed out as slices:
+    // one allocation, not one per field (a WebSocket scope keeps its
+    // headers for a session).
     let mut arena = BytesMut::with_capacity(
-        map.iter().map(|(_, v)| v.len()).sum::<usize>() + authority.map_or(0, str::len),
+        map.iter()
+            .map(|(n, v)| n.as_str().len() + v.len())
+            .sum::<usize>()
+            + authority.map_or(0, str::len)
+            + path.len()
+            + query.len(),
     );
     let mut take = |v: &[u8]| {
         arena.extend_from_slice(v);
@@ -66,19 +72,18 @@ pub(crate) fn from_h2(parts: &http::request::Parts) -> RequestHead {
         if name == http::header::HOST && authority.is_some() {
             continue;
         }
-        headers.push(
-            Bytes::copy_from_slice(name.as_str().as_bytes()),
-            take(value.as_bytes()),
-        );
+        headers.push(take(name.as_str().as_bytes()), take(value.as_bytes()));
     }
     if let Some(c) = cookie {
         headers.push(Bytes::from_static(b"cookie"), c);
     }
+    let raw_path = take(path.as_bytes());
+    let query_string = take(query.as_bytes());
     RequestHead {
         http_version: HttpVersion::Http2,
         path: decode_path(path.as_bytes()),
-        raw_path: Bytes::copy_from_slice(path.as_bytes()),
-        query_string: Bytes::copy_from_slice(query.as_bytes()),
+        raw_path,
+        query_string,
         headers,
     }
 }

@@ -7,6 +7,7 @@ mod shared;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -91,7 +92,7 @@ pub(crate) fn serve_h1<I: Io>(
         ctx,
         log: log.map(Box::new),
         status: 0,
-        _live: None,
+        h2: None,
     })
 }
 
@@ -172,10 +173,14 @@ fn begin(head: RequestHead, ctx: &Arc<Ctx>, info: &ConnInfo) -> Begun {
 /// 403, the app's denial or 500 according to what it does first. The
 /// session runs in a task of its own, over the stream hyper hands over
 /// once a `200` went out.
+///
+/// `stream` is held until the session ends (the connection counts it as
+/// an open stream).
 pub(crate) fn serve_h2(
     mut req: http::Request<hyper::body::Incoming>,
     ctx: Arc<Ctx>,
     info: Arc<ConnInfo>,
+    stream: Box<dyn std::any::Any + Send>,
 ) -> Pin<Box<dyn Future<Output = http::Response<Option<Bytes>>> + Send>> {
     let version_ok = req
         .headers()
@@ -207,20 +212,27 @@ pub(crate) fn serve_h2(
     let shared = begun.shared.clone();
     let upgraded: Pin<Box<dyn Future<Output = Option<TokioIo<Upgraded>>> + Send>> =
         Box::pin(async move { on_upgrade.await.ok().map(TokioIo::new) });
+    let answered = Arc::new(AtomicU16::new(0));
     tokio::spawn(Session {
         app: Some(begun.app),
         shared: begun.shared,
         socket: Socket::Upgrading(upgraded),
         phase: PhaseWatch::new(&ctx),
-        _live: Some(ctx.live.guard()),
-        ctx,
+        ctx: ctx.clone(),
         log: log.map(Box::new),
-        status: 200,
+        status: 0,
+        h2: Some(Box::new(OverH2 {
+            answered: answered.clone(),
+            _live: ctx.live.guard(),
+            _stream: stream,
+        })),
     });
     let extensions = begun.extensions;
     Box::pin(async move {
         let decision = std::future::poll_fn(|cx| shared.poll_decision(cx)).await;
-        answer_h2(decision, extensions)
+        let resp = answer_h2(decision, extensions);
+        answered.store(resp.status().as_u16(), Ordering::Relaxed);
+        resp
     })
 }
 
@@ -256,6 +268,15 @@ fn answer_h2(
             resp
         }
         Ok(Decision::Reject) => refusal_h2(403, "Forbidden", None),
+        Ok(Decision::Deny { status, .. }) if (200..300).contains(&status) => {
+            // A 2xx answer to an extended CONNECT opens the tunnel: a denial
+            // cannot say it over HTTP/2.
+            tracing::error!(
+                "PAGI application denied a WebSocket over HTTP/2 with status {status}: \
+                 a 2xx would accept it; answering 500"
+            );
+            refusal_h2(500, "Internal Server Error", None)
+        }
         Ok(Decision::Deny {
             status,
             headers,
@@ -328,9 +349,19 @@ struct Session<I> {
     log: Option<Box<Entry>>,
     /// The handshake's status, for the log.
     status: u16,
-    /// A session in a task of its own (HTTP/2) keeps the server waiting
-    /// for it; one in its connection's task is counted with it.
-    _live: Option<LiveGuard>,
+    /// What only a session over HTTP/2 has.
+    h2: Option<Box<OverH2>>,
+}
+
+/// A session over an HTTP/2 stream runs in a task of its own.
+struct OverH2 {
+    /// The status the stream was answered with (0 until it was).
+    answered: Arc<AtomicU16>,
+    /// Keeps the server waiting for the session (one in its connection's
+    /// task is counted with the connection).
+    _live: LiveGuard,
+    /// Keeps the stream counted by its connection.
+    _stream: Box<dyn std::any::Any + Send>,
 }
 
 /// The socket's half of a session.
@@ -513,7 +544,11 @@ impl<I: Io> Session<I> {
 
     fn log_end(&mut self) {
         if let (Some(entry), Some(log)) = (self.log.take(), &self.ctx.access_log) {
-            log.write(*entry, self.status, 0);
+            let status = match &self.h2 {
+                Some(h2) => h2.answered.load(Ordering::Relaxed),
+                None => self.status,
+            };
+            log.write(*entry, status, 0);
         }
     }
 }
@@ -579,7 +614,7 @@ fn answer<I>(decision: Result<Decision, bool>, hs: &Handshake<I>) -> (Bytes, u16
                 head_request: false,
                 http10: false,
                 keep_alive: false,
-                announce_keep_alive: false,
+                event_stream: false,
                 known_length: Some(body.len() as u64),
                 trailers: false,
             };

@@ -41,9 +41,11 @@ pub(crate) struct ResponseInfo {
     /// The connection may stay open after this response (the client asked
     /// for it and the server is willing).
     pub(crate) keep_alive: bool,
-    /// Say `Connection: keep-alive` even on HTTP/1.1 (the spec asks it of
-    /// an event stream's head).
-    pub(crate) announce_keep_alive: bool,
+    /// The response to an event-stream request. Its `200` head says
+    /// `Connection: keep-alive` (the spec asks it, as EventSource clients
+    /// expect) yet the connection closes when the stream ends; any other
+    /// status (a decline) says `Connection: close`.
+    pub(crate) event_stream: bool,
     /// The whole body, if the app already queued all of it.
     pub(crate) known_length: Option<u64>,
     /// The app will send trailers.
@@ -93,7 +95,13 @@ pub(crate) fn encode_head(info: &ResponseInfo, headers: &Headers, out: &mut Byte
     } else {
         BodyFraming::Chunked
     };
-    let keep_alive = info.keep_alive && !app_close && framing != BodyFraming::UntilClose;
+    let reusable = info.keep_alive && !app_close && framing != BodyFraming::UntilClose;
+    let keep_alive = reusable && !info.event_stream;
+    let announce = if info.event_stream {
+        reusable && status == 200
+    } else {
+        keep_alive && info.http10
+    };
 
     put_status_line(status, out);
     for (name, value) in headers.iter() {
@@ -134,10 +142,10 @@ pub(crate) fn encode_head(info: &ResponseInfo, headers: &Headers, out: &mut Byte
         with_date(|d| out.put_slice(d));
         out.put_slice(b"\r\n");
     }
-    if !keep_alive {
-        out.put_slice(b"connection: close\r\n");
-    } else if info.http10 || info.announce_keep_alive {
+    if announce {
         out.put_slice(b"connection: keep-alive\r\n");
+    } else if !keep_alive {
+        out.put_slice(b"connection: close\r\n");
     }
     out.put_slice(b"\r\n");
     Encoded {
@@ -355,7 +363,7 @@ mod tests {
             head_request: false,
             http10: false,
             keep_alive: true,
-            announce_keep_alive: false,
+            event_stream: false,
             known_length: None,
             trailers: false,
         }
@@ -376,6 +384,34 @@ mod tests {
             .collect();
         assert!(text.contains("\r\ndate: ") || info.status < 200 || headers.contains("date"));
         (lines.join("|"), e)
+    }
+
+    #[test]
+    fn an_event_stream_announces_keep_alive_but_closes_after() {
+        let stream = |status| ResponseInfo {
+            event_stream: true,
+            ..info(status)
+        };
+        let (t, e) = encode(stream(200), &[("content-type", "text/event-stream")]);
+        assert_eq!(
+            t,
+            "HTTP/1.1 200 OK|content-type: text/event-stream|transfer-encoding: chunked|\
+             connection: keep-alive||"
+        );
+        assert!(!e.keep_alive);
+        // A decline says it closes.
+        let (t, e) = encode(stream(503), &[]);
+        assert!(t.ends_with("connection: close||"), "{t}");
+        assert!(!e.keep_alive);
+        // So does a stream the server will not keep open anyway.
+        let (t, _) = encode(
+            ResponseInfo {
+                keep_alive: false,
+                ..stream(200)
+            },
+            &[],
+        );
+        assert!(t.ends_with("connection: close||"), "{t}");
     }
 
     #[test]
