@@ -6,7 +6,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use common::{http_raw, within, TestServer, STEP};
+use common::{captured_logs, http_raw, within, TestServer, STEP};
 use pagi::{BoxError, Headers, ReceiveEvent, Receiver, Scope, SendEvent, Sender};
 use pagi_server::{Config, LifespanMode, Listen, Server};
 
@@ -107,35 +107,6 @@ async fn declined_lifespan_with_mode_on_fails_startup() {
     match within(STEP, "bind", Server::bind(config, app)).await {
         Ok(_) => panic!("bind succeeded though the app declined lifespan"),
         Err(e) => assert!(e.is_startup_failure(), "{e}"),
-    }
-}
-
-/// Log lines the server writes, as text (one subscriber for this test
-/// binary).
-fn captured_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
-    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = buf.clone();
-        let make = move || Writer(sink.clone());
-        tracing_subscriber::fmt()
-            .with_writer(make)
-            .with_ansi(false)
-            .init();
-        buf
-    })
-    .clone()
-}
-
-struct Writer(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Writer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

@@ -1,0 +1,223 @@
+//! Core obligations of the PAGI spec about events, checked end to end
+//! (the conformance table in `docs/conformance.md` names them): the
+//! `pagi` version on every scope (C1), sends the scope does not take or
+//! that come out of order (C3, X3), sends after the client left (C5), and
+//! an app that never answers a client that already left (C8).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{captured_logs, eof_within, http_raw, within, RawWs, TestServer, STEP};
+use pagi::{BoxError, Headers, ReceiveEvent, Receiver, Scope, SendEvent, Sender};
+use pagi_server::{Config, LifespanMode};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+#[tokio::test]
+async fn every_scope_says_pagi_version_0_3() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = pagi::app_fn(move |scope: Scope, mut receive: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            let info = scope.pagi();
+            let _ = tx.send(format!(
+                "{} {} {}",
+                scope.type_name(),
+                info.version,
+                info.spec_version
+            ));
+            match scope {
+                Scope::Lifespan(_) => {
+                    assert_eq!(receive.recv().await, ReceiveEvent::LifespanStartup);
+                    send.send(SendEvent::LifespanStartupComplete).await?;
+                    while !matches!(receive.recv().await, ReceiveEvent::LifespanShutdown) {}
+                    send.send(SendEvent::LifespanShutdownComplete).await?;
+                }
+                Scope::WebSocket(_) => {
+                    assert_eq!(receive.recv().await, ReceiveEvent::WebSocketConnect);
+                    send.send(SendEvent::accept()).await?;
+                    send.send(SendEvent::close(1000, "")).await?;
+                }
+                Scope::Sse(_) => {
+                    send.send(SendEvent::SseStart {
+                        status: 200,
+                        headers: Headers::new(),
+                    })
+                    .await?;
+                    send.send(SendEvent::SseClose { reason: None }).await?;
+                }
+                _ => {
+                    send.send(SendEvent::response_start(200, Headers::new()))
+                        .await?;
+                    send.send(SendEvent::response_body("ok", false)).await?;
+                }
+            }
+            Ok::<(), BoxError>(())
+        }
+    });
+    let config = Config {
+        lifespan: LifespanMode::On,
+        ..common::config()
+    };
+    let server = TestServer::start_with(config, app).await;
+    http_raw(server.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    http_raw(
+        server.addr,
+        b"GET / HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
+    )
+    .await;
+    let mut ws = RawWs::connect(server.addr, "/").await;
+    let _ = within(STEP, "the close", ws.read_frame()).await;
+    server.shutdown(STEP).await;
+    let mut seen = Vec::new();
+    while let Ok(line) = rx.try_recv() {
+        seen.push(line);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "http 0.3 0.3",
+            "lifespan 0.3 0.3",
+            "sse 0.3 0.3",
+            "websocket 0.3 0.3"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn sends_the_scope_does_not_take_or_out_of_order_fail_and_leave_the_response_intact() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = pagi::app_fn(move |scope: Scope, _: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            let Scope::Http(http) = scope else {
+                return Err(pagi::unsupported_scope(&scope));
+            };
+            let mut report = |what: &str, r: Result<(), pagi::SendError>| {
+                let _ = tx.send(format!(
+                    "{what}: {}",
+                    r.map_or_else(|e| e.to_string(), |()| "ok".into())
+                ));
+            };
+            report(
+                "fullflush advertised",
+                if http.extensions.contains("fullflush") {
+                    Ok(())
+                } else {
+                    Err(pagi::SendError::new("no"))
+                },
+            );
+            report("websocket.send", send.send(SendEvent::text("x")).await);
+            report(
+                "sse.send",
+                send.send(SendEvent::SseComment {
+                    comment: "x".into(),
+                })
+                .await,
+            );
+            report("fullflush", send.send(SendEvent::HttpFullflush).await);
+            report(
+                "body before start",
+                send.send(SendEvent::response_body("x", false)).await,
+            );
+            send.send(SendEvent::response_start(200, Headers::new()))
+                .await?;
+            report(
+                "start twice",
+                send.send(SendEvent::response_start(500, Headers::new()))
+                    .await,
+            );
+            send.send(SendEvent::response_body("intact", false)).await?;
+            report(
+                "body after the end",
+                send.send(SendEvent::response_body("x", false)).await,
+            );
+            Ok::<(), BoxError>(())
+        }
+    });
+    let server = TestServer::start(app).await;
+    let (resp, _) = http_raw(server.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body_text(), "intact");
+    let mut seen = Vec::new();
+    for _ in 0..7 {
+        seen.push(within(STEP, "a report", rx.recv()).await.unwrap());
+    }
+    assert_eq!(
+        seen,
+        [
+            "fullflush advertised: no",
+            "websocket.send: Unrecognized event type 'websocket.send' for http protocol",
+            "sse.send: Unrecognized event type 'sse.comment' for http protocol",
+            "fullflush: Extension not enabled: fullflush",
+            "body before start: http.response.body before http.response.start",
+            "start twice: http.response.start sent twice",
+            "body after the end: response body sent after the response ended",
+        ]
+    );
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn sends_after_the_client_left_are_no_ops() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = pagi::app_fn(move |_: Scope, mut receive: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            while !receive.recv().await.is_disconnect() {}
+            let start = send
+                .send(SendEvent::response_start(200, Headers::new()))
+                .await;
+            let body = send.send(SendEvent::response_body("late", false)).await;
+            let _ = tx.send(format!("{start:?} {body:?}"));
+            Ok::<(), BoxError>(())
+        }
+    });
+    let server = TestServer::start(app).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(s);
+    let report = within(STEP, "the app's sends", rx.recv()).await.unwrap();
+    assert_eq!(report, "Ok(()) Ok(())");
+    assert!(server.idle_within(STEP).await);
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn an_app_that_never_answers_a_client_that_left_is_not_an_error() {
+    let logs = captured_logs();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = pagi::app_fn(move |_: Scope, mut receive: Receiver, _: Sender| {
+        let tx = tx.clone();
+        async move {
+            while !receive.recv().await.is_disconnect() {}
+            let _ = tx.send(());
+            Ok::<(), BoxError>(())
+        }
+    });
+    let server = TestServer::start(app).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.shutdown().await.unwrap();
+    assert!(
+        eof_within(&mut s, STEP).await,
+        "no 500 for a client that left"
+    );
+    within(STEP, "the app to end", rx.recv()).await.unwrap();
+    assert!(server.idle_within(STEP).await);
+    server.shutdown(STEP).await;
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    assert!(
+        !text.contains("returned without starting a response"),
+        "{text}"
+    );
+}
