@@ -96,7 +96,7 @@ async fn sends_the_scope_does_not_take_or_out_of_order_fail_and_leave_the_respon
             let Scope::Http(http) = scope else {
                 return Err(pagi::unsupported_scope(&scope));
             };
-            let mut report = |what: &str, r: Result<(), pagi::SendError>| {
+            let report = |what: &str, r: Result<(), pagi::SendError>| {
                 let _ = tx.send(format!(
                     "{what}: {}",
                     r.map_or_else(|e| e.to_string(), |()| "ok".into())
