@@ -6,22 +6,10 @@
 # Installs Chromium, openssl and playwright-core when missing. Loopback only, bounded in time.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-missing=()
-command -v chromium >/dev/null || missing+=(chromium)
-command -v openssl >/dev/null || missing+=(openssl)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing Debian's ${missing[*]}"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-if [ ! -d "$here/node_modules/playwright-core" ]; then
-  (cd "$here" && npm install --no-audit --no-fund --silent)
-fi
-cargo build -q -p pagi-cli --manifest-path "$root/Cargo.toml"
-bin="${CARGO_TARGET_DIR:-$root/target}/debug/pagi-server"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; }
+. "$here/../lib.sh"
+need chromium:chromium openssl:openssl
+node_modules "$here" playwright-core
+build_server
 certs=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$certs"' EXIT

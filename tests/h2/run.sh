@@ -6,30 +6,14 @@
 # Installs what it needs; loopback only; every server it starts is stopped at the end.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-missing=()
-command -v curl >/dev/null || missing+=(curl)
-command -v openssl >/dev/null || missing+=(openssl)
-command -v nghttp >/dev/null || missing+=(nghttp2-client)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing Debian's ${missing[*]}"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 \
-    || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null; }
-fi
-venv="$here/.venv"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import h2, httpx' 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q -r "$here/requirements.txt"
-fi
-py="$venv/bin/python"
-cargo build -q -p pagi-cli --manifest-path "$root/Cargo.toml"
-bin="${CARGO_TARGET_DIR:-$root/target}/debug/pagi-server"
+. "$here/../lib.sh"
+need curl:curl openssl:openssl nghttp:nghttp2-client h2load:nghttp2-client
+python_venv "$here" "h2, httpx"
+py="$here/.venv/bin/python"
+build_server
 work=$(mktemp -d /tmp/pagi-h2.XXXXXX)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/$1) 2>/dev/null && return; sleep 0.1; done; }
 start() { # start PORT ARGS...: a pagi-server in the background
   local port=$1; shift
   "$bin" --host 127.0.0.1 --port "$port" -q --no-access-log "$@" & pids+=($!)

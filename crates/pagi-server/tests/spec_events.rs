@@ -221,3 +221,226 @@ async fn an_app_that_never_answers_a_client_that_left_is_not_an_error() {
         "{text}"
     );
 }
+
+/// An SSE app per path, reporting each send's outcome.
+fn sse_app(tx: mpsc::UnboundedSender<String>) -> pagi::SharedApp {
+    pagi::app_fn(move |scope: Scope, _: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            let Scope::Sse(sse) = scope else {
+                return Err(pagi::unsupported_scope(&scope));
+            };
+            let report = |what: &str, r: Result<(), pagi::SendError>| {
+                let _ = tx.send(format!(
+                    "{what}: {}",
+                    r.map_or_else(|e| e.to_string(), |()| "ok".into())
+                ));
+            };
+            let event = |data: &str| SendEvent::SseSend {
+                event: Some("é".into()),
+                data: data.into(),
+                id: Some("ü".into()),
+                retry: None,
+            };
+            match sse.path.as_str() {
+                "/fail" => return Err("failed before sse.start".into()),
+                "/decline" => {
+                    send.send(SendEvent::SseHttpResponseStart {
+                        status: 403,
+                        headers: Headers::new().with("content-length", "2"),
+                    })
+                    .await?;
+                    report(
+                        "start after decline",
+                        send.send(SendEvent::SseStart {
+                            status: 200,
+                            headers: Headers::new(),
+                        })
+                        .await,
+                    );
+                    report("send after decline", send.send(event("x")).await);
+                    send.send(SendEvent::SseHttpResponseBody {
+                        body: "no".into(),
+                        more: false,
+                    })
+                    .await?;
+                }
+                _ => {
+                    report("send before start", send.send(event("x")).await);
+                    send.send(SendEvent::SseStart {
+                        status: 200,
+                        headers: Headers::new(),
+                    })
+                    .await?;
+                    report(
+                        "decline after start",
+                        send.send(SendEvent::SseHttpResponseStart {
+                            status: 403,
+                            headers: Headers::new(),
+                        })
+                        .await,
+                    );
+                    send.send(event("café ☕\nsecond line")).await?;
+                    send.send(SendEvent::SseClose {
+                        reason: Some("secret-reason".into()),
+                    })
+                    .await?;
+                    report("send after close", send.send(event("x")).await);
+                    report(
+                        "comment after close",
+                        send.send(SendEvent::SseComment {
+                            comment: "x".into(),
+                        })
+                        .await,
+                    );
+                    report(
+                        "second close",
+                        send.send(SendEvent::SseClose { reason: None }).await,
+                    );
+                    // Still running while the client sees the end.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let _ = tx.send("app done".into());
+                }
+            }
+            Ok::<(), BoxError>(())
+        }
+    })
+}
+
+async fn sse_request(addr: std::net::SocketAddr, path: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    s
+}
+
+async fn read_to_end(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    within(
+        STEP,
+        "the stream's end",
+        tokio::io::AsyncReadExt::read_to_end(s, &mut out),
+    )
+    .await
+    .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn sse_sends_are_first_send_wins_and_close_ends_the_stream_at_once() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let server = TestServer::start(sse_app(tx)).await;
+    let mut s = sse_request(server.addr, "/events").await;
+    let wire = read_to_end(&mut s).await;
+    // The stream ended while the app still runs.
+    let mut seen = Vec::new();
+    while let Ok(r) = rx.try_recv() {
+        seen.push(r);
+    }
+    assert!(!seen.iter().any(|r| r == "app done"), "{seen:?}");
+    let text = String::from_utf8(wire).unwrap();
+    assert!(
+        text.contains("event: é\nid: ü\ndata: café ☕\ndata: second line\n\n"),
+        "UTF-8 fields on the wire: {text:?}"
+    );
+    assert!(!text.contains("secret-reason"), "{text}");
+    while seen.len() < 6 {
+        seen.push(within(STEP, "a report", rx.recv()).await.unwrap());
+    }
+    assert_eq!(
+        seen,
+        [
+            "send before start: cannot send 'sse.send' before sse.start",
+            "decline after start: cannot decline with sse.http.response.start after sse.start",
+            "send after close: cannot send 'sse.send' after sse.close",
+            "comment after close: cannot send 'sse.comment' after sse.close",
+            "second close: ok",
+            "app done",
+        ]
+    );
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn an_sse_decline_is_sent_then_closed_and_stream_events_after_it_fail() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let server = TestServer::start(sse_app(tx)).await;
+    let mut s = sse_request(server.addr, "/decline").await;
+    let text = String::from_utf8(read_to_end(&mut s).await).unwrap();
+    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+    assert!(text.ends_with("\r\n\r\nno"), "{text}");
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        seen.push(within(STEP, "a report", rx.recv()).await.unwrap());
+    }
+    assert_eq!(
+        seen,
+        [
+            "start after decline: cannot send 'sse.start' after sse.http.response.start",
+            "send after decline: cannot send 'sse.send' after sse.http.response.start",
+        ]
+    );
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn an_sse_app_failing_before_sse_start_gets_500_and_a_close() {
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let server = TestServer::start(sse_app(tx)).await;
+    let mut s = sse_request(server.addr, "/fail").await;
+    let text = String::from_utf8(read_to_end(&mut s).await).unwrap();
+    assert!(text.starts_with("HTTP/1.1 500"), "{text}");
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn two_set_cookie_headers_reach_the_wire_separately_in_order() {
+    let app = pagi::app_fn(|_: Scope, _: Receiver, send: Sender| async move {
+        send.send(SendEvent::response_start(
+            200,
+            Headers::new()
+                .with("set-cookie", "a=1; Path=/")
+                .with("set-cookie", "b=2"),
+        ))
+        .await?;
+        send.send(SendEvent::response_body("", false)).await?;
+        Ok::<(), BoxError>(())
+    });
+    let server = TestServer::start(app).await;
+    let (resp, _) = http_raw(server.addr, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    let cookies: Vec<&str> = resp
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "set-cookie")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(cookies, ["a=1; Path=/", "b=2"]);
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn without_the_header_subprotocols_are_empty_and_the_101_names_none() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = pagi::app_fn(move |scope: Scope, mut receive: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            let Scope::WebSocket(ws) = scope else {
+                return Err(pagi::unsupported_scope(&scope));
+            };
+            let _ = tx.send(ws.subprotocols.len());
+            assert_eq!(receive.recv().await, ReceiveEvent::WebSocketConnect);
+            send.send(SendEvent::accept()).await?;
+            send.send(SendEvent::close(1000, "")).await?;
+            Ok::<(), BoxError>(())
+        }
+    });
+    let server = TestServer::start(app).await;
+    let ws = RawWs::connect(server.addr, "/").await;
+    assert_eq!(ws.response.header("sec-websocket-protocol"), None);
+    assert_eq!(within(STEP, "the scope", rx.recv()).await.unwrap(), 0);
+    drop(ws);
+    server.shutdown(STEP).await;
+}

@@ -302,6 +302,34 @@ impl Exchange {
         matches!(self.lock().input, Input::Wanted)
     }
 
+    /// The app waits for body and the client sends none: after `limit`
+    /// of silence (counted in `stall` from when the app started waiting)
+    /// the request is refused with 408 `client_timeout`. True when it was.
+    pub(crate) fn body_stalled(
+        &self,
+        stall: &mut Option<crate::timer::Timer>,
+        limit: Option<Duration>,
+        cx: &mut Context<'_>,
+    ) -> bool {
+        let Some(limit) = limit else {
+            return false;
+        };
+        if !stall
+            .get_or_insert_with(|| crate::timer::Timer::after(limit))
+            .fired(cx)
+        {
+            return false;
+        }
+        *stall = None;
+        tracing::debug!("request body stalled for {limit:?}: closing");
+        self.refuse(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request Timeout",
+            "client_timeout",
+        );
+        true
+    }
+
     /// Whether a body piece is waiting for the app (the connection then
     /// reads no more).
     pub(crate) fn body_pending(&self) -> bool {

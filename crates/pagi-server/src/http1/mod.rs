@@ -814,22 +814,7 @@ impl Active {
                     return true;
                 }
                 Read::Pending => {
-                    let Some(limit) = request_timeout else {
-                        return false;
-                    };
-                    // The client's silence counts from when the app waits.
-                    let stall = self.stall.get_or_insert_with(|| Timer::after(limit));
-                    if !stall.fired(cx) {
-                        return false;
-                    }
-                    self.stall = None;
-                    tracing::debug!("request body stalled for {limit:?}: closing");
-                    self.ex.refuse(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "Request Timeout",
-                        "client_timeout",
-                    );
-                    return true;
+                    return self.ex.body_stalled(&mut self.stall, request_timeout, cx);
                 }
             }
         }

@@ -194,22 +194,10 @@ impl Stream {
         loop {
             match Pin::new(&mut *input).poll_frame(cx) {
                 Poll::Pending => {
-                    let Some(limit) = self.stall_limit else {
-                        return false;
-                    };
-                    // The client's silence counts from when the app waits.
-                    let stall = self.stall.get_or_insert_with(|| Timer::after(limit));
-                    if !stall.fired(cx) {
+                    if !self.ex.body_stalled(&mut self.stall, self.stall_limit, cx) {
                         return false;
                     }
-                    self.stall = None;
                     self.input = None;
-                    tracing::debug!("request body stalled for {limit:?}: closing");
-                    self.ex.refuse(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "Request Timeout",
-                        "client_timeout",
-                    );
                     return true;
                 }
                 Poll::Ready(None) => {
