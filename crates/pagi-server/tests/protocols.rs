@@ -68,6 +68,7 @@ fn app() -> (
                         "/late" => {
                             // Starts streaming only after a while (then runs
                             // until told the client or the server is going).
+                            let _ = tx.send(("/late:started".into(), None));
                             tokio::time::sleep(Duration::from_millis(300)).await;
                             send.send(SendEvent::response_start(200, Headers::new()))
                                 .await?;
@@ -81,6 +82,7 @@ fn app() -> (
                         }
                         "/hang" => {
                             // Ignores the client leaving for a while.
+                            let _ = tx.send(("/hang:started".into(), None));
                             tokio::time::sleep(Duration::from_secs(2)).await;
                             Ok(())
                         }
@@ -494,7 +496,8 @@ both!(
             read_whole(resp).await
         });
         // The app is still deciding when the server starts draining.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let first = within(STEP, "the app to start", ends.recv()).await.unwrap();
+        assert_eq!(first, ("/late:started".into(), None));
         let started = std::time::Instant::now();
         let stop = tokio::spawn(server.shutdown(STEP));
         let end = within(STEP, "the stream's end", ends.recv()).await.unwrap();
@@ -531,12 +534,14 @@ both!(head_and_204_follow_the_length_rules, |proto| {
 
 #[tokio::test]
 async fn h2_streams_reset_while_their_apps_run_are_bounded() {
-    let (app, _) = app();
+    let (app, mut ends) = app();
     let mut config = common::config();
     config.h2.max_concurrent_streams = 2;
     let server = TestServer::start_with(config, app).await;
     let mut c = Client::connect(server.addr, Proto::H2).await;
-    // Each /hang is reset by the client at once; its app keeps running.
+    // Four /hang requests whose apps ignore the client leaving; once each
+    // app runs, the client drops its response, which resets the stream
+    // (RST_STREAM CANCEL) and frees it for the next.
     for _ in 0..4 {
         let req = http::Request::get(c.uri("/hang"))
             .body(Full::new(Bytes::new()))
@@ -545,16 +550,31 @@ async fn h2_streams_reset_while_their_apps_run_are_bounded() {
             unreachable!()
         };
         send.ready().await.unwrap();
-        let fut = send.send_request(req);
-        // Give the server the stream, then drop it (RST_STREAM CANCEL).
-        let _ = tokio::time::timeout(Duration::from_millis(50), fut).await;
+        let response = send.send_request(req);
+        let started = async {
+            loop {
+                if let Some((path, _)) = ends.recv().await {
+                    if path == "/hang:started" {
+                        return;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = response => panic!("/hang answered"),
+            () = started => {}
+            () = tokio::time::sleep(STEP) => panic!("/hang did not start"),
+        }
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let shed = c.get("/x").await;
     assert_eq!(shed.status, 503, "{}", shed.text());
     // Once those apps finished, streams are served again.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    assert_eq!(c.get("/x").await.status, 200);
+    within(STEP, "a 200 again", async {
+        while c.get("/x").await.status != 200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
     server.shutdown(STEP).await;
 }
 

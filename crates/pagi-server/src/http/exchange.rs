@@ -645,6 +645,14 @@ impl AppDriver {
         }
     }
 
+    /// Let go of what `hold` kept: the exchange is complete, and the app
+    /// is only doing its own work now.
+    pub(crate) fn release_hold(&mut self) {
+        if let Some((_, slot)) = &mut self.live {
+            *slot = None;
+        }
+    }
+
     /// Poll the app (if it still runs); true when it just finished.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> bool {
         let Some(fut) = &mut self.fut else {

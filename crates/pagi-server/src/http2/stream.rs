@@ -388,6 +388,7 @@ fn start_body(s: Box<Stream>, head: ResponseHead) -> Response<H2Body> {
         sent: 0,
         status,
         done: false,
+        streaming: !done,
         ended: false,
         hint,
     };
@@ -432,6 +433,10 @@ pub(crate) struct AppBody {
     status: u16,
     /// The app queued all of its body: what is in `queue` is the rest.
     done: bool,
+    /// The body was not all queued when the head went out: the server's
+    /// phase is watched on every poll (a stream hyper always finds output
+    /// for would otherwise never wait, and never hear of a shutdown).
+    streaming: bool,
     /// The end went to hyper (or goes with the frame just handed out):
     /// nothing left for `drop`.
     ended: bool,
@@ -452,9 +457,17 @@ impl AppBody {
                 "response body shorter than its Content-Length".into()
             )));
         }
-        self.stream.ex.finish();
-        self.stream.log_end(self.status, self.sent);
+        self.complete();
         Poll::Ready(None)
+    }
+
+    /// The response went out whole: the request is complete, and an app
+    /// still working no longer counts as an open stream.
+    fn complete(&mut self) {
+        self.ended = true;
+        self.stream.ex.finish();
+        self.stream.app.release_hold();
+        self.stream.log_end(self.status, self.sent);
     }
 
     /// Hand out a piece of body; when it is the last (the app is done and
@@ -464,9 +477,7 @@ impl AppBody {
         self.report_in_flight();
         let complete = self.limit.map_or(true, |n| self.sent >= n);
         if self.done && self.queue.is_empty() && self.file.is_none() && complete {
-            self.ended = true;
-            self.stream.ex.finish();
-            self.stream.log_end(self.status, self.sent);
+            self.complete();
         }
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
@@ -491,6 +502,9 @@ impl AppBody {
     fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if self.ended {
             return Poll::Ready(None);
+        }
+        if self.streaming {
+            let _ = self.stream.watch_phase(cx, true);
         }
         loop {
             let s = &mut self.stream;
@@ -544,9 +558,7 @@ impl AppBody {
                         }
                     }
                     Out::Trailers(t) if !self.bodiless => {
-                        self.ended = true;
-                        self.stream.ex.finish();
-                        self.stream.log_end(self.status, self.sent);
+                        self.complete();
                         return Poll::Ready(Some(Ok(Frame::trailers(trailer_map(&t)))));
                     }
                     Out::Trailers(_) => {}

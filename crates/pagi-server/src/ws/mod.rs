@@ -545,7 +545,12 @@ impl<I: Io> Session<I> {
     fn log_end(&mut self) {
         if let (Some(entry), Some(log)) = (self.log.take(), &self.ctx.access_log) {
             let status = match &self.h2 {
-                Some(h2) => h2.answered.load(Ordering::Relaxed),
+                // 0: the stream ended before it was answered (the client
+                // reset it); logged as nginx does, 499.
+                Some(h2) => match h2.answered.load(Ordering::Relaxed) {
+                    0 => 499,
+                    s => s,
+                },
                 None => self.status,
             };
             log.write(*entry, status, 0);
