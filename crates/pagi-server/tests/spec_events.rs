@@ -15,6 +15,14 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+/// A send's outcome as a line: `what: ok` or `what: <the error>`.
+fn outcome(what: &str, r: Result<(), pagi::SendError>) -> String {
+    format!(
+        "{what}: {}",
+        r.map_or_else(|e| e.to_string(), |()| "ok".into())
+    )
+}
+
 #[tokio::test]
 async fn every_scope_says_pagi_version_0_3() {
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -96,11 +104,8 @@ async fn sends_the_scope_does_not_take_or_out_of_order_fail_and_leave_the_respon
             let Scope::Http(http) = scope else {
                 return Err(pagi::unsupported_scope(&scope));
             };
-            let report = |what: &str, r: Result<(), pagi::SendError>| {
-                let _ = tx.send(format!(
-                    "{what}: {}",
-                    r.map_or_else(|e| e.to_string(), |()| "ok".into())
-                ));
+            let report = |what: &str, r| {
+                let _ = tx.send(outcome(what, r));
             };
             report(
                 "fullflush advertised",
@@ -230,11 +235,8 @@ fn sse_app(tx: mpsc::UnboundedSender<String>) -> pagi::SharedApp {
             let Scope::Sse(sse) = scope else {
                 return Err(pagi::unsupported_scope(&scope));
             };
-            let report = |what: &str, r: Result<(), pagi::SendError>| {
-                let _ = tx.send(format!(
-                    "{what}: {}",
-                    r.map_or_else(|e| e.to_string(), |()| "ok".into())
-                ));
+            let report = |what: &str, r| {
+                let _ = tx.send(outcome(what, r));
             };
             let event = |data: &str| SendEvent::SseSend {
                 event: Some("é".into()),
