@@ -446,3 +446,148 @@ async fn without_the_header_subprotocols_are_empty_and_the_101_names_none() {
     drop(ws);
     server.shutdown(STEP).await;
 }
+
+#[tokio::test]
+async fn crlf_in_sse_or_websocket_headers_fails_the_send_and_injects_nothing() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = pagi::app_fn(move |scope: Scope, mut receive: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            let evil = Headers::new().with("x-evil", "a\r\nset-cookie: stolen=1");
+            let r = match scope {
+                Scope::Sse(_) => {
+                    send.send(SendEvent::SseStart {
+                        status: 200,
+                        headers: evil,
+                    })
+                    .await
+                }
+                Scope::WebSocket(_) => {
+                    assert_eq!(receive.recv().await, ReceiveEvent::WebSocketConnect);
+                    send.send(SendEvent::WebSocketAccept {
+                        subprotocol: None,
+                        headers: evil,
+                    })
+                    .await
+                }
+                _ => return Err(pagi::unsupported_scope(&scope)),
+            };
+            let _ = tx.send(r.is_err());
+            // The app gives up: the spec's backstop answers.
+            r.map_err(BoxError::from)
+        }
+    });
+    let server = TestServer::start(app).await;
+    let (sse, _) = http_raw(
+        server.addr,
+        b"GET / HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n",
+    )
+    .await;
+    assert_eq!(sse.status, 500);
+    assert!(sse.header("set-cookie").is_none());
+    let (ws, _) = http_raw(
+        server.addr,
+        b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await;
+    assert_eq!(ws.status, 500);
+    assert!(ws.header("set-cookie").is_none());
+    for _ in 0..2 {
+        assert!(within(STEP, "the send's outcome", rx.recv()).await.unwrap());
+    }
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn trailers_need_the_flag_and_end_the_body() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = pagi::app_fn(move |scope: Scope, _: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            let with_flag = scope.path() == "/flag";
+            send.send(SendEvent::HttpResponseStart {
+                status: 200,
+                headers: Headers::new(),
+                trailers: with_flag,
+            })
+            .await?;
+            send.send(SendEvent::response_body("body", true)).await?;
+            let trailers = SendEvent::HttpResponseTrailers {
+                headers: Headers::new().with("x-sum", "1"),
+            };
+            let r = send.send(trailers).await;
+            let _ = tx.send(outcome("trailers", r));
+            if with_flag {
+                let late = send.send(SendEvent::response_body("late", false)).await;
+                let _ = tx.send(outcome("body after trailers", late));
+            } else {
+                send.send(SendEvent::response_body("", false)).await?;
+            }
+            Ok::<(), BoxError>(())
+        }
+    });
+    let server = TestServer::start(app).await;
+    let (plain, _) = http_raw(server.addr, b"GET /plain HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(plain.body_text(), "body");
+    assert!(plain.trailers.is_empty());
+    let first = within(STEP, "a report", rx.recv()).await.unwrap();
+    assert!(
+        first.starts_with("trailers: ") && !first.ends_with(": ok"),
+        "{first}"
+    );
+    let (flag, _) = http_raw(server.addr, b"GET /flag HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(flag.body_text(), "body");
+    assert_eq!(flag.trailers, [("x-sum".to_owned(), "1".to_owned())]);
+    assert_eq!(
+        within(STEP, "a report", rx.recv()).await.unwrap(),
+        "trailers: ok"
+    );
+    let late = within(STEP, "a report", rx.recv()).await.unwrap();
+    assert!(
+        late.starts_with("body after trailers: ") && !late.ends_with(": ok"),
+        "{late}"
+    );
+    server.shutdown(STEP).await;
+}
+
+#[tokio::test]
+async fn denial_events_after_accept_are_ignored() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = pagi::app_fn(move |_: Scope, mut receive: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            assert_eq!(receive.recv().await, ReceiveEvent::WebSocketConnect);
+            send.send(SendEvent::accept()).await?;
+            let start = send
+                .send(SendEvent::WebSocketHttpResponseStart {
+                    status: 403,
+                    headers: Headers::new(),
+                })
+                .await;
+            let body = send
+                .send(SendEvent::WebSocketHttpResponseBody {
+                    body: "no".into(),
+                    more: false,
+                })
+                .await;
+            let _ = tx.send(format!("{start:?} {body:?}"));
+            while let ReceiveEvent::WebSocketReceive(m) = receive.recv().await {
+                send.send(m).await?;
+            }
+            Ok::<(), BoxError>(())
+        }
+    });
+    let server = TestServer::start(app).await;
+    let mut ws = RawWs::connect(server.addr, "/").await;
+    assert_eq!(ws.response.status, 101);
+    assert_eq!(
+        within(STEP, "the app", rx.recv()).await.unwrap(),
+        "Ok(()) Ok(())"
+    );
+    ws.send(0x81, b"still here").await;
+    let echo = within(STEP, "the echo", ws.read_frame()).await.unwrap();
+    assert_eq!((echo.opcode, &echo.payload[..]), (1, &b"still here"[..]));
+    drop(ws);
+    server.shutdown(STEP).await;
+}
