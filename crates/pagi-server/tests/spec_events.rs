@@ -591,3 +591,57 @@ async fn denial_events_after_accept_are_ignored() {
     drop(ws);
     server.shutdown(STEP).await;
 }
+
+#[tokio::test]
+async fn sse_keepalive_last_setting_wins_and_zero_stops_it() {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let app = pagi::app_fn(move |_: Scope, mut receive: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            let keepalive = |ms: u64, comment: &str| SendEvent::SseKeepalive {
+                interval: Duration::from_millis(ms),
+                comment: comment.into(),
+            };
+            send.send(SendEvent::SseStart {
+                status: 200,
+                headers: Headers::new(),
+            })
+            .await?;
+            send.send(keepalive(20, "a")).await?;
+            send.send(keepalive(0, "")).await?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            send.send(keepalive(20, "b")).await?;
+            // The client leaves: its reason.
+            loop {
+                if let ReceiveEvent::SseDisconnect { reason } = receive.recv().await {
+                    let _ = tx.send(reason);
+                    break;
+                }
+            }
+            Ok::<(), BoxError>(())
+        }
+    });
+    let server = TestServer::start(app).await;
+    let mut s = sse_request(server.addr, "/").await;
+    let mut wire = Vec::new();
+    within(STEP, "two :b comments", async {
+        let mut chunk = [0u8; 1024];
+        while String::from_utf8_lossy(&wire).matches(":b\n\n").count() < 2 {
+            let n = tokio::io::AsyncReadExt::read(&mut s, &mut chunk)
+                .await
+                .unwrap();
+            assert!(n > 0);
+            wire.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&wire);
+    assert!(
+        !text.contains(":a"),
+        "zero stopped the first keepalive: {text:?}"
+    );
+    drop(s);
+    let reason = within(STEP, "the disconnect", rx.recv()).await.unwrap();
+    assert_eq!(reason, "client_closed");
+    server.shutdown(STEP).await;
+}
