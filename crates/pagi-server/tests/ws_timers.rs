@@ -56,6 +56,18 @@ async fn next_disconnect(rx: &mut mpsc::UnboundedReceiver<ReceiveEvent>) -> (u16
     }
 }
 
+/// The app got the text messages `m0`..`m{n-1}`, in order.
+async fn expect_in_order(rx: &mut mpsc::UnboundedReceiver<ReceiveEvent>, n: u32) {
+    for i in 0..n {
+        let got = within(STEP, "message", rx.recv()).await.unwrap();
+        assert_eq!(
+            got,
+            ReceiveEvent::WebSocketReceive(pagi::Message::Text(format!("m{i}"))),
+            "message {i}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn keepalive_pings_and_a_missing_pong_ends_with_keepalive_timeout() {
     let ka = Some((Duration::from_millis(100), Some(Duration::from_millis(200))));
@@ -140,14 +152,7 @@ async fn full_queue_with_backpressure_loses_nothing() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     go_tx.send(()).unwrap();
-    for i in 0..500u32 {
-        let got = within(STEP, "message", events.recv()).await.unwrap();
-        assert_eq!(
-            got,
-            ReceiveEvent::WebSocketReceive(pagi::Message::Text(format!("m{i}"))),
-            "message {i}"
-        );
-    }
+    expect_in_order(&mut events, 500).await;
     drop(ws);
     server.shutdown(STEP).await;
 }
@@ -203,14 +208,7 @@ async fn a_client_whose_messages_wait_for_a_slow_app_is_not_closed_for_missing_p
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     go_tx.send(()).unwrap();
-    for i in 0..20u32 {
-        let got = within(STEP, "message", events.recv()).await.unwrap();
-        assert_eq!(
-            got,
-            ReceiveEvent::WebSocketReceive(pagi::Message::Text(format!("m{i}"))),
-            "message {i}"
-        );
-    }
+    expect_in_order(&mut events, 20).await;
     drop(ws);
     server.shutdown(STEP).await;
 }

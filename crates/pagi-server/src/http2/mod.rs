@@ -162,12 +162,12 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         }
         let guard = self.activity.begin();
         let is_connect = req.method() == http::Method::CONNECT;
-        let protocol = req
+        let websocket = req
             .extensions()
             .get::<hyper::ext::Protocol>()
-            .map(|p| p.as_str().to_owned());
-        match (is_connect, protocol.as_deref()) {
-            (true, Some(p)) if p.eq_ignore_ascii_case("websocket") => {
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        match (is_connect, websocket) {
+            (true, true) => {
                 let answer =
                     crate::ws::serve_h2(req, self.ctx.clone(), self.info.clone(), Box::new(guard));
                 Box::pin(async move { Ok(answer.await.map(H2Body::canned)) })

@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -25,7 +25,7 @@ use crate::http::exchange::{AppDriver, Exchange, Link, Out, ResponseHead, SseTim
 use crate::listener::ConnInfo;
 use crate::timer::Timer;
 use crate::wire::h1::head::method_name;
-use crate::wire::request;
+use crate::wire::{self, request};
 
 /// A file body is read in chunks of this size.
 const FILE_CHUNK: usize = 64 * 1024;
@@ -73,16 +73,7 @@ impl HttpBody for H2Body {
 
 /// A short `text/plain` response the server makes itself.
 pub(crate) fn canned(status: u16, why: &str) -> Response<H2Body> {
-    let body = Bytes::from(format!("{why}\n"));
-    let mut resp = Response::new(H2Body::canned(Some(body.clone())));
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let h = resp.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-    resp
+    wire::h2::canned(status, why).map(|b| H2Body::canned(Some(b)))
 }
 
 /// Start the exchange for a request stream; the future resolves with the
@@ -338,18 +329,14 @@ fn start_body(s: Box<Stream>, head: ResponseHead) -> Response<H2Body> {
     for (name, value) in head.headers.iter() {
         // Checked when sent: valid names and values.
         let (Some(name), Ok(value)) = (
-            header_name(name),
+            wire::h2::header_name(name),
             HeaderValue::from_maybe_shared(value.clone()),
         ) else {
             continue;
         };
-        // Connection-specific fields do not exist in HTTP/2 (RFC 9113
-        // §8.2.2); the server frames the body, and writes the length
-        // itself (one value, never on 204/205).
-        if matches!(
-            name.as_str(),
-            "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade"
-        ) {
+        // The server frames the body, and writes the length itself (one
+        // value, never on 204/205).
+        if wire::h2::is_connection_specific(&name) {
             continue;
         }
         if name == http::header::CONTENT_LENGTH {
@@ -396,25 +383,6 @@ fn start_body(s: Box<Stream>, head: ResponseHead) -> Response<H2Body> {
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     *resp.headers_mut() = map;
     resp
-}
-
-/// A response header's name: the common ones without parsing.
-fn header_name(name: &[u8]) -> Option<HeaderName> {
-    use http::header;
-    let known = match name {
-        b"content-type" => header::CONTENT_TYPE,
-        b"content-length" => header::CONTENT_LENGTH,
-        b"cache-control" => header::CACHE_CONTROL,
-        b"set-cookie" => header::SET_COOKIE,
-        b"location" => header::LOCATION,
-        b"etag" => header::ETAG,
-        b"last-modified" => header::LAST_MODIFIED,
-        b"vary" => header::VARY,
-        b"date" => header::DATE,
-        b"server" => header::SERVER,
-        _ => return HeaderName::from_bytes(name).ok(),
-    };
-    Some(known)
 }
 
 /// The response body hyper pulls: drives the app and yields what it sent.
@@ -638,10 +606,6 @@ impl Drop for AppBody {
 /// Trailers as hyper sends them (checked when the app sent them).
 fn trailer_map(t: &Headers) -> HeaderMap {
     let mut map = HeaderMap::with_capacity(t.len());
-    for (name, value) in t.iter() {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
-            map.append(n, v);
-        }
-    }
+    wire::h2::append(&mut map, t);
     map
 }

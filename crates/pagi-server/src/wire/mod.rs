@@ -5,6 +5,7 @@
 //! socket or a task, and nothing here imports the connection code.
 
 pub(crate) mod h1;
+pub(crate) mod h2;
 pub(crate) mod handshake;
 pub(crate) mod proxy;
 pub(crate) mod request;

@@ -14,13 +14,14 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use pagi::{BoxError, BoxFuture, Receiver, Scope, Sender, Transport, WebSocketScope};
+use pagi::{BoxError, BoxFuture, Headers, Receiver, Scope, Sender, Transport, WebSocketScope};
 use pagi_ws::SessionConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::access_log::Entry;
 use crate::ctx::{Ctx, LiveGuard, Phase, PhaseWatch};
 use crate::listener::{ConnInfo, Io};
+use crate::wire;
 use crate::wire::h1::encode;
 use crate::wire::h1::head::Head;
 use crate::wire::handshake::{self, Refusal};
@@ -246,25 +247,16 @@ fn answer_h2(
             subprotocol,
             headers,
         }) => {
+            let mut ours = Headers::new();
+            if let Some(e) = extensions {
+                ours.push("sec-websocket-extensions", e);
+            }
+            if let Some(p) = subprotocol {
+                ours.push("sec-websocket-protocol", p);
+            }
             let mut resp = http::Response::new(None);
-            let h = resp.headers_mut();
-            let mut put = |name: &str, value: &[u8]| {
-                if let (Ok(n), Ok(v)) = (
-                    http::HeaderName::from_bytes(name.as_bytes()),
-                    http::HeaderValue::from_bytes(value),
-                ) {
-                    h.append(n, v);
-                }
-            };
-            if let Some(e) = &extensions {
-                put("sec-websocket-extensions", e.as_bytes());
-            }
-            if let Some(p) = &subprotocol {
-                put("sec-websocket-protocol", p.as_bytes());
-            }
-            for (name, value) in headers.iter() {
-                put(&String::from_utf8_lossy(name), value);
-            }
+            wire::h2::append(resp.headers_mut(), &ours);
+            wire::h2::append(resp.headers_mut(), &headers);
             resp
         }
         Ok(Decision::Reject) => refusal_h2(403, "Forbidden", None),
@@ -285,19 +277,7 @@ fn answer_h2(
             let mut resp = http::Response::new(Some(body));
             *resp.status_mut() =
                 http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::FORBIDDEN);
-            for (name, value) in headers.iter() {
-                if let (Ok(n), Ok(v)) = (
-                    http::HeaderName::from_bytes(name),
-                    http::HeaderValue::from_bytes(value),
-                ) {
-                    if !matches!(
-                        n.as_str(),
-                        "connection" | "keep-alive" | "transfer-encoding" | "upgrade"
-                    ) {
-                        resp.headers_mut().append(n, v);
-                    }
-                }
-            }
+            wire::h2::append(resp.headers_mut(), &headers);
             resp
         }
         Err(failed) => {
@@ -314,13 +294,7 @@ fn refusal_h2(
     why: &str,
     version: Option<&'static str>,
 ) -> http::Response<Option<Bytes>> {
-    let mut resp = http::Response::new(Some(Bytes::from(format!("{why}\n"))));
-    *resp.status_mut() =
-        http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    let mut resp = wire::h2::canned(status, why).map(Some);
     if let Some(v) = version {
         resp.headers_mut()
             .insert("sec-websocket-version", http::HeaderValue::from_static(v));
