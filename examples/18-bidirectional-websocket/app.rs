@@ -12,50 +12,39 @@
 
 use std::time::Duration;
 
-use pagi::{BoxError, Message, ReceiveEvent, Receiver, Scope, SendEvent, Sender};
+use pagi::{ws, BoxError, Message, Receiver, Scope, Sender};
 use tokio::time::{interval_at, Instant, MissedTickBehavior};
 
 /// How often the outgoing branch pushes a tick.
 pub const TICK: Duration = Duration::from_secs(1);
 
 /// The app.
-pub async fn app(scope: Scope, mut receive: Receiver, send: Sender) -> Result<(), BoxError> {
+pub async fn app(scope: Scope, receive: Receiver, send: Sender) -> Result<(), BoxError> {
     if !matches!(scope, Scope::WebSocket(_)) {
         return Err(pagi::unsupported_scope(&scope));
     }
-    match receive.recv().await {
-        ReceiveEvent::WebSocketConnect => {}
-        other => {
-            return Err(format!("expected websocket.connect, got {}", other.type_name()).into())
-        }
-    }
-    send.send(SendEvent::accept()).await?;
+    let (mut rx, tx) = ws::accept(receive, send).await?;
 
     // client -> server
-    let incoming = async {
-        loop {
-            match receive.recv().await {
-                ReceiveEvent::WebSocketReceive(Message::Text(text)) => {
-                    let reply = format!("you said: {}", text.to_uppercase());
-                    send.send(SendEvent::text(reply)).await?;
-                }
-                ReceiveEvent::WebSocketDisconnect { .. } => return Ok::<(), BoxError>(()),
-                _ => {} // binary messages are not part of this demo
-            }
+    let incoming = pagi::branch(async {
+        while let Some(msg) = rx.recv().await {
+            if let Message::Text(text) = msg {
+                tx.text(format!("you said: {}", text.to_uppercase())).await?;
+            } // binary messages are not part of this demo
         }
-    };
+        Ok(())
+    });
 
     // server -> client, unprompted
-    let outgoing = async {
+    let outgoing = pagi::branch(async {
         let mut ticks = interval_at(Instant::now() + TICK, TICK);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         for n in 1u64.. {
             ticks.tick().await;
-            send.send(SendEvent::text(format!("server tick #{n}")))
-                .await?;
+            tx.text(format!("server tick #{n}")).await?;
         }
-        Ok::<(), BoxError>(())
-    };
+        Ok(())
+    });
 
     // A disconnect ends `incoming` -> `outgoing` is cancelled (dropped).
     tokio::select! {

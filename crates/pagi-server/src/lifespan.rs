@@ -58,6 +58,16 @@ impl EventSink for Sink {
         Poll::Ready(())
     }
 
+    /// The lifespan's peer is the server itself, which outlives the
+    /// lifespan app: never closed.
+    fn poll_closed(&self, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+
+    fn is_closed(&self) -> bool {
+        false
+    }
+
     fn start_send(&self, event: SendEvent) -> Result<(), SendError> {
         let signal = match event {
             SendEvent::LifespanStartupComplete => {

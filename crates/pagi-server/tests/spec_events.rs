@@ -112,7 +112,7 @@ async fn sends_the_scope_does_not_take_or_out_of_order_fail_and_leave_the_respon
                 if http.extensions.contains("fullflush") {
                     Ok(())
                 } else {
-                    Err(pagi::SendError::new("no"))
+                    Err(pagi::SendError::invalid("no"))
                 },
             );
             report("websocket.send", send.send(SendEvent::text("x")).await);

@@ -102,3 +102,21 @@ pub fn app_fn<A: App>(app: A) -> SharedApp {
 pub fn unsupported_scope(scope: &Scope) -> BoxError {
     format!("Unsupported scope type: {}", scope.type_name()).into()
 }
+
+/// Mark an `async` block as an app branch returning `Result<(), BoxError>`,
+/// so `?` works inside it without spelling out `Ok::<(), BoxError>(())`.
+/// It returns the block unchanged.
+///
+/// ```
+/// # async fn f(send: pagi::Sender) -> Result<(), pagi::BoxError> {
+/// let pushes = pagi::branch(async {
+///     send.send(pagi::SendEvent::text("one")).await?;
+///     send.send(pagi::SendEvent::text("two")).await?;
+///     Ok(())
+/// });
+/// pushes.await
+/// # }
+/// ```
+pub fn branch<F: Future<Output = Result<(), BoxError>>>(block: F) -> F {
+    block
+}

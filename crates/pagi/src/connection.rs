@@ -25,39 +25,48 @@ struct Inner {
 /// the response's progress. Exactly one of `on_disconnect` (abnormal end) and
 /// `on_complete` (response fully delivered) fires per request.
 ///
-/// Clones share state. The `mark_*` and [`Connection::disconnect`] methods are
-/// for servers.
+/// Clones share state. This is the app's view: it reads the state and
+/// registers callbacks. What changes the state (the response completed, the
+/// client left) lives on [`crate::server::ConnectionControl`], which only the
+/// server (or a middleware standing in for one) holds.
 ///
 /// ```
-/// let conn = pagi::Connection::new();
+/// use pagi::server::ConnectionControl;
+/// let control = ConnectionControl::new(); // the server's half
+/// let conn = control.view();              // what the app gets in its scope
 /// assert!(conn.is_connected());
 /// conn.on_disconnect(|reason| assert_eq!(reason, "client_closed"));
-/// conn.disconnect("client_closed");
+/// control.disconnect("client_closed");
 /// assert!(!conn.is_connected());
 /// assert_eq!(conn.disconnect_reason().as_deref(), Some("client_closed"));
+/// ```
+///
+/// An app cannot end its own request through the view:
+///
+/// ```compile_fail
+/// let conn = pagi::Connection::default();
+/// conn.disconnect("client_closed"); // no such method on the app's view
 /// ```
 #[derive(Clone)]
 pub struct Connection(Arc<Mutex<Inner>>);
 
+/// A detached connection: connected, and nothing will ever end it (for
+/// scopes built by hand).
 impl Default for Connection {
     fn default() -> Self {
-        Connection::new()
+        ConnectionControl::new().view()
     }
 }
 
-impl Connection {
-    /// A connected request with no response yet.
-    pub fn new() -> Self {
-        Connection(Arc::new(Mutex::new(Inner {
-            connected: true,
-            ..Inner::default()
-        })))
-    }
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    // Callbacks never run under the lock, so poisoning cannot leave the
+    // state half-updated; recover rather than propagate a panic.
+    inner.lock().unwrap_or_else(|e| e.into_inner())
+}
 
+impl Connection {
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Callbacks never run under the lock, so poisoning cannot leave the
-        // state half-updated; recover rather than propagate a panic.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.0)
     }
 
     /// True until the connection closes, for any reason; never true again after.
@@ -126,20 +135,69 @@ impl Connection {
         })
         .await
     }
+}
 
-    /// Server: make this the fresh connection of a new request, if no other
+/// The server's half of `pagi.connection`: it marks the response started
+/// and complete, or the request ended abnormally. Apps get [`Connection`]
+/// views ([`ConnectionControl::view`]) and cannot reach this.
+///
+/// ```
+/// use pagi::server::ConnectionControl;
+/// let control = ConnectionControl::new();
+/// let conn = control.view();
+/// control.mark_response_started();
+/// control.mark_complete();
+/// assert!(conn.response_started() && !conn.is_connected());
+/// ```
+pub struct ConnectionControl(Arc<Mutex<Inner>>);
+
+impl Default for ConnectionControl {
+    fn default() -> Self {
+        ConnectionControl::new()
+    }
+}
+
+impl ConnectionControl {
+    /// A connected request with no response yet.
+    pub fn new() -> Self {
+        ConnectionControl(Arc::new(Mutex::new(Inner {
+            connected: true,
+            ..Inner::default()
+        })))
+    }
+
+    /// The app's view of this connection.
+    pub fn view(&self) -> Connection {
+        Connection(self.0.clone())
+    }
+
+    /// The abnormal-disconnect reason, if there was one.
+    pub fn disconnect_reason(&self) -> Option<String> {
+        self.lock().reason.clone()
+    }
+
+    /// Whether the request is still going (neither complete nor ended).
+    pub fn is_connected(&self) -> bool {
+        self.lock().connected
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        lock(&self.0)
+    }
+
+    /// Make this the fresh connection of a new request, if no other
     /// handle to it exists (returns `false`, changing nothing, otherwise).
     /// Lets a server reuse one allocation across the requests of a
     /// keep-alive connection.
     ///
     /// ```
-    /// let mut conn = pagi::Connection::new();
+    /// let mut conn = pagi::server::ConnectionControl::new();
     /// conn.mark_complete();
     /// assert!(conn.reset());
-    /// assert!(conn.is_connected() && !conn.response_started());
-    /// let other = conn.clone();
+    /// let view = conn.view();
+    /// assert!(view.is_connected() && !view.response_started());
     /// assert!(!conn.reset()); // shared: the app may still look at it
-    /// # drop(other);
+    /// # drop(view);
     /// ```
     pub fn reset(&mut self) -> bool {
         match Arc::get_mut(&mut self.0) {
@@ -171,12 +229,12 @@ impl Connection {
         }
     }
 
-    /// Server: the response start was emitted.
+    /// The response start was emitted.
     pub fn mark_response_started(&self) {
         self.lock().response_started = true;
     }
 
-    /// Server: the response was fully delivered. Fires `on_complete` once,
+    /// The response was fully delivered. Fires `on_complete` once,
     /// unless the request already ended abnormally.
     pub fn mark_complete(&self) {
         let callbacks = {
@@ -195,7 +253,7 @@ impl Connection {
         }
     }
 
-    /// Server: an abnormal disconnect with a standard `reason`. Updates state
+    /// An abnormal disconnect with a standard `reason`. Updates state
     /// in the spec's order (connected, reason, future, callbacks); a no-op if
     /// the request already ended.
     pub fn disconnect(&self, reason: &str) {
@@ -231,6 +289,18 @@ impl fmt::Debug for Connection {
     }
 }
 
+impl fmt::Debug for ConnectionControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("ConnectionControl")
+            .field("connected", &inner.connected)
+            .field("reason", &inner.reason)
+            .field("response_started", &inner.response_started)
+            .field("response_complete", &inner.response_complete)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,7 +309,8 @@ mod tests {
     #[test]
     fn exactly_one_of_complete_and_disconnect_fires() {
         let hits = Arc::new(AtomicUsize::new(0));
-        let c = Connection::new();
+        let control = ConnectionControl::new();
+        let c = control.view();
         let (h1, h2) = (hits.clone(), hits.clone());
         c.on_disconnect(move |_| {
             h1.fetch_add(100, Ordering::SeqCst);
@@ -247,8 +318,8 @@ mod tests {
         c.on_complete(move || {
             h2.fetch_add(1, Ordering::SeqCst);
         });
-        c.mark_complete();
-        c.disconnect("client_closed");
+        control.mark_complete();
+        control.disconnect("client_closed");
         assert_eq!(hits.load(Ordering::SeqCst), 1);
         assert_eq!(c.disconnect_reason(), None);
         assert!(!c.is_connected());
@@ -256,9 +327,10 @@ mod tests {
 
     #[test]
     fn late_disconnect_callback_runs_immediately() {
-        let c = Connection::new();
-        c.disconnect("server_error");
-        c.disconnect("client_closed"); // first reason wins
+        let control = ConnectionControl::new();
+        control.disconnect("server_error");
+        control.disconnect("client_closed"); // first reason wins
+        let c = control.view();
         let seen = Arc::new(Mutex::new(String::new()));
         let s = seen.clone();
         c.on_disconnect(move |r| *s.lock().unwrap() = r.to_owned());
@@ -267,8 +339,8 @@ mod tests {
 
     #[tokio::test]
     async fn disconnected_future_resolves_with_reason() {
-        let c = Connection::new();
-        let c2 = c.clone();
+        let c = ConnectionControl::new();
+        let c2 = c.view();
         let t = tokio::spawn(async move { c2.disconnected().await });
         tokio::task::yield_now().await;
         c.disconnect("client_closed");

@@ -27,6 +27,12 @@ pub trait EventSink: Send + Sync + 'static {
     /// start, a header with CR/LF). After the connection closed, accepts and
     /// drops the event.
     fn start_send(&self, event: SendEvent) -> Result<(), SendError>;
+    /// Ready once the connection is closed for sending: the peer is gone
+    /// or the exchange ended, so further events are dropped. Registers the
+    /// waker otherwise.
+    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()>;
+    /// Whether [`EventSink::poll_closed`] would be ready now.
+    fn is_closed(&self) -> bool;
 }
 
 /// The app's `receive`: awaits the next event from the client.
@@ -72,8 +78,9 @@ impl fmt::Debug for Receiver {
 /// until it drains below the low-water mark) it waits. It is cancel-safe: an
 /// event is either fully handed over or not at all.
 ///
-/// A send after the connection closed is a no-op that returns `Ok(())`; apps
-/// learn about the close from the disconnect event.
+/// A send after the connection closed is a no-op that returns `Ok(())`, as
+/// the spec requires; apps learn about the close from the disconnect event,
+/// or, in a branch that only sends, from [`Sender::closed`].
 #[derive(Clone)]
 pub struct Sender {
     sink: Arc<dyn EventSink>,
@@ -100,6 +107,42 @@ impl Sender {
             Poll::Ready(self.sink.start_send(event))
         })
     }
+
+    /// Resolves once the connection is closed for sending (the client left,
+    /// the session ended, the response is complete): from then on sends are
+    /// dropped. A push-only loop selects on it to end with the connection.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+    /// let (_receive, _feed, send, sent) = pagi::testing::pair(8);
+    /// let pusher = async {
+    ///     let mut n = 0;
+    ///     loop {
+    ///         tokio::select! {
+    ///             _ = send.closed() => return n, // the client left
+    ///             _ = tokio::time::sleep(std::time::Duration::from_millis(1)) => {
+    ///                 n += 1;
+    ///                 send.send(pagi::SendEvent::text(format!("tick {n}"))).await.unwrap();
+    ///             }
+    ///         }
+    ///     }
+    /// };
+    /// let closer = async {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    ///     sent.close();
+    /// };
+    /// let (n, ()) = tokio::join!(pusher, closer);
+    /// assert!(n > 0 && send.is_closed());
+    /// # });
+    /// ```
+    pub async fn closed(&self) {
+        poll_fn(|cx| self.sink.poll_closed(cx)).await
+    }
+
+    /// Whether the connection is closed for sending (see [`Sender::closed`]).
+    pub fn is_closed(&self) -> bool {
+        self.sink.is_closed()
+    }
 }
 
 impl fmt::Debug for Sender {
@@ -108,28 +151,94 @@ impl fmt::Debug for Sender {
     }
 }
 
-/// Why a send failed: the event was invalid for the protocol or its state.
-/// (A send after the connection closed is not an error.)
+/// Why a send failed. A send after the connection closed is not an error;
+/// these are mistakes in what the app sent, told apart by the `is_*`
+/// predicates (the message says exactly what was wrong).
+///
+/// ```
+/// let e = pagi::SendError::unrecognized(&pagi::SendEvent::accept(), "http");
+/// assert!(e.is_unrecognized() && !e.is_out_of_order());
+/// assert_eq!(e.to_string(), "Unrecognized event type 'websocket.accept' for http protocol");
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct SendError {
+    kind: Kind,
     message: Box<str>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Unrecognized,
+    OutOfOrder,
+    Invalid,
+    Io,
+}
+
 impl SendError {
-    /// An error with `message`, for servers implementing [`EventSink`].
-    pub fn new(message: impl Into<String>) -> Self {
+    fn new(kind: Kind, message: impl Into<String>) -> Self {
         SendError {
+            kind,
             message: message.into().into_boxed_str(),
         }
     }
 
-    /// The standard error for an event type the scope does not accept:
+    /// An event type the scope does not accept:
     /// `Unrecognized event type '<type>' for <protocol> protocol`.
     pub fn unrecognized(event: &SendEvent, protocol: &str) -> Self {
-        SendError::new(format!(
-            "Unrecognized event type '{}' for {protocol} protocol",
-            event.type_name()
-        ))
+        SendError::new(
+            Kind::Unrecognized,
+            format!(
+                "Unrecognized event type '{}' for {protocol} protocol",
+                event.type_name()
+            ),
+        )
+    }
+
+    /// An extension's event where the server does not offer the extension:
+    /// `Extension not enabled: <name>`.
+    pub fn not_offered(extension: &str) -> Self {
+        SendError::new(
+            Kind::Unrecognized,
+            format!("Extension not enabled: {extension}"),
+        )
+    }
+
+    /// An event this protocol knows, sent at the wrong moment (a body
+    /// before the start, an accept sent twice, an event after a close).
+    pub fn out_of_order(message: impl Into<String>) -> Self {
+        SendError::new(Kind::OutOfOrder, message)
+    }
+
+    /// An event with a value the protocol forbids (a header with CR/LF, a
+    /// status out of range, a subprotocol the client did not offer).
+    pub fn invalid(message: impl Into<String>) -> Self {
+        SendError::new(Kind::Invalid, message)
+    }
+
+    /// A file body that could not be opened or read.
+    pub fn io(message: impl Into<String>) -> Self {
+        SendError::new(Kind::Io, message)
+    }
+
+    /// The event type is not one this scope accepts (or an extension's
+    /// event where the extension is not offered).
+    pub fn is_unrecognized(&self) -> bool {
+        self.kind == Kind::Unrecognized
+    }
+
+    /// The event came at the wrong point of the protocol.
+    pub fn is_out_of_order(&self) -> bool {
+        self.kind == Kind::OutOfOrder
+    }
+
+    /// The event carried a forbidden value.
+    pub fn is_invalid(&self) -> bool {
+        self.kind == Kind::Invalid
+    }
+
+    /// A file body could not be opened or read.
+    pub fn is_io(&self) -> bool {
+        self.kind == Kind::Io
     }
 
     /// The message.
@@ -140,7 +249,7 @@ impl SendError {
 
 impl fmt::Debug for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SendError({:?})", self.message)
+        write!(f, "SendError({:?}: {:?})", self.kind, self.message)
     }
 }
 

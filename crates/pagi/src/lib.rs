@@ -52,6 +52,12 @@
 
 mod app;
 mod connection;
+#[path = "helpers/http.rs"]
+pub mod http;
+#[path = "helpers/sse.rs"]
+pub mod sse;
+#[path = "helpers/ws.rs"]
+pub mod ws;
 mod event;
 mod handle;
 mod headers;
@@ -60,16 +66,25 @@ pub mod testing;
 mod transport;
 mod value;
 
-pub use app::{app_fn, unsupported_scope, App, BoxError, BoxFuture, SharedApp};
+pub use app::{app_fn, branch, unsupported_scope, App, BoxError, BoxFuture, SharedApp};
 pub use connection::Connection;
 pub use event::{Body, Message, ReceiveEvent, SendEvent};
 pub use handle::{EventSink, EventSource, Receiver, SendError, Sender};
 pub use headers::{validate_header, Headers, InvalidHeader};
 pub use scope::{
-    HttpScope, HttpVersion, LifespanScope, PagiInfo, Scope, ServerAddr, SharedState, State,
-    WebSocketScope,
+    HttpScope, HttpVersion, LifespanScope, PagiInfo, Query, RequestInfo, Scope, ServerAddr,
+    SharedState, State, StateKey, WebSocketScope,
 };
 pub use transport::Transport;
+
+/// For servers, and for middleware that stands in for one: the halves of
+/// `pagi.connection` and `pagi.transport` that change their state. Apps get
+/// the read-only views ([`crate::Connection`], [`crate::Transport`]) in their
+/// scope and never see these.
+pub mod server {
+    pub use crate::connection::ConnectionControl;
+    pub use crate::transport::TransportControl;
+}
 pub use value::{ExtensionData, Extensions, Value};
 
 /// The PAGI core specification version this crate implements (`scope.pagi.version`).

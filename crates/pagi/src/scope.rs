@@ -5,6 +5,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -54,30 +55,114 @@ impl Scope {
 
     /// `scope.pagi`: spec versions.
     pub fn pagi(&self) -> &PagiInfo {
+        match self.info() {
+            Some(info) => &info.pagi,
+            None => match self {
+                Scope::Lifespan(s) => &s.pagi,
+                _ => unreachable!("every other scope has request info"),
+            },
+        }
+    }
+
+    /// What the request scopes share (`None` for lifespan).
+    pub fn info(&self) -> Option<&RequestInfo> {
         match self {
-            Scope::Http(s) | Scope::Sse(s) => &s.pagi,
-            Scope::WebSocket(s) => &s.pagi,
-            Scope::Lifespan(s) => &s.pagi,
+            Scope::Http(s) | Scope::Sse(s) => Some(&s.info),
+            Scope::WebSocket(s) => Some(&s.info),
+            Scope::Lifespan(_) => None,
+        }
+    }
+
+    /// Mutable access to what the request scopes share, for middleware
+    /// that rewrites a path or adds a custom key (`None` for lifespan).
+    pub fn info_mut(&mut self) -> Option<&mut RequestInfo> {
+        match self {
+            Scope::Http(s) | Scope::Sse(s) => Some(&mut s.info),
+            Scope::WebSocket(s) => Some(&mut s.info),
+            Scope::Lifespan(_) => None,
+        }
+    }
+
+    /// The request method for HTTP and SSE scopes.
+    pub fn method(&self) -> Option<&str> {
+        match self {
+            Scope::Http(s) | Scope::Sse(s) => Some(&s.method),
+            _ => None,
         }
     }
 
     /// The request headers (empty for lifespan).
     pub fn headers(&self) -> &Headers {
         static EMPTY: Headers = Headers::new();
-        match self {
-            Scope::Http(s) | Scope::Sse(s) => &s.headers,
-            Scope::WebSocket(s) => &s.headers,
-            Scope::Lifespan(_) => &EMPTY,
-        }
+        self.info().map_or(&EMPTY, |i| &i.headers)
+    }
+
+    /// The first value of header `name` (case-insensitive) as text.
+    ///
+    /// ```
+    /// let mut http = pagi::HttpScope::default();
+    /// http.headers.push("accept", "text/html");
+    /// let scope = pagi::Scope::Http(Box::new(http));
+    /// assert_eq!(scope.header("Accept"), Some("text/html"));
+    /// assert_eq!(scope.path(), "");
+    /// ```
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.info()?.header(name)
     }
 
     /// The decoded request path (`""` for lifespan).
     pub fn path(&self) -> &str {
+        self.info().map_or("", |i| &i.path)
+    }
+
+    /// The mount point (`""` for lifespan or when not mounted).
+    pub fn root_path(&self) -> &str {
+        self.info().map_or("", |i| &i.root_path)
+    }
+
+    /// The raw query string (empty for lifespan).
+    pub fn query_string(&self) -> &[u8] {
+        self.info().map_or(&[], |i| &i.query_string)
+    }
+
+    /// The parsed query string (see [`RequestInfo::query`]).
+    pub fn query(&self) -> Query {
+        Query::parse(self.query_string())
+    }
+
+    /// The client's address, where known.
+    pub fn client(&self) -> Option<SocketAddr> {
+        self.info()?.client
+    }
+
+    /// The lifespan state this request sees (`None` if lifespan did not
+    /// run, and for the lifespan scope itself, whose state is
+    /// [`LifespanScope::state`]).
+    pub fn state(&self) -> Option<&State> {
+        self.info()?.state.as_ref()
+    }
+
+    /// A typed value from the lifespan state (see [`StateKey`]).
+    pub fn state_value<T: Any + Send + Sync>(&self, key: &StateKey<T>) -> Option<Arc<T>> {
+        self.state()?.value(key)
+    }
+
+    /// The extensions the server offers on this scope.
+    pub fn extensions(&self) -> Option<&Extensions> {
+        self.info().map(|i| &i.extensions)
+    }
+
+    /// `pagi.connection` of an HTTP or SSE request.
+    pub fn connection(&self) -> Option<&Connection> {
         match self {
-            Scope::Http(s) | Scope::Sse(s) => &s.path,
-            Scope::WebSocket(s) => &s.path,
-            Scope::Lifespan(_) => "",
+            Scope::Http(s) | Scope::Sse(s) => Some(&s.connection),
+            _ => None,
         }
+    }
+
+    /// `pagi.transport`, where the server offers it.
+    pub fn transport(&self) -> Option<&Transport> {
+        self.info()?.transport.as_ref()
     }
 }
 
@@ -143,23 +228,25 @@ pub enum ServerAddr {
     Unix(PathBuf),
 }
 
-/// The scope of one HTTP (or SSE) request.
+/// What HTTP, SSE and WebSocket scopes share: the request line's parts, the
+/// headers, the addresses, the lifespan state. [`HttpScope`] and
+/// [`WebSocketScope`] hold one and dereference to it, so `http.path` reads
+/// the same on either; [`Scope`] has accessors that work on any scope.
 #[derive(Clone, Debug, Default)]
-pub struct HttpScope {
+pub struct RequestInfo {
     /// `scope.pagi`.
     pub pagi: PagiInfo,
-    /// `http_version`.
+    /// `http_version` (of the request, or of the WebSocket handshake).
     pub http_version: HttpVersion,
-    /// Upper-case request method (borrowed for the standard methods).
-    pub method: Cow<'static, str>,
-    /// `http` or `https`.
+    /// `http`/`https` (or `ws`/`wss` for a WebSocket scope).
     pub scheme: Cow<'static, str>,
     /// The percent-decoded path. Bytes that are not UTF-8 after decoding are
     /// replaced (U+FFFD); `raw_path` keeps the original bytes.
     pub path: String,
     /// The path exactly as sent, still percent-encoded.
     pub raw_path: Bytes,
-    /// The query string after `?`, percent-encoded, without the `?`.
+    /// The query string after `?`, percent-encoded, without the `?`
+    /// ([`RequestInfo::query`] parses it).
     pub query_string: Bytes,
     /// The application's mount point (`SCRIPT_NAME`), default `""`.
     pub root_path: String,
@@ -174,49 +261,147 @@ pub struct HttpScope {
     pub state: Option<State>,
     /// Capabilities the server offers on this request.
     pub extensions: Extensions,
-    /// `pagi.connection`: disconnect detection and response progress.
-    pub connection: Connection,
     /// `pagi.transport`: outbound flow-control introspection, where known.
     pub transport: Option<Transport>,
     /// Keys added by middleware (the spec's custom scope keys).
     pub custom: State,
 }
 
-/// The scope of one WebSocket session.
+impl RequestInfo {
+    /// The query string parsed as `application/x-www-form-urlencoded`:
+    /// `+` is a space, percent escapes are decoded (invalid UTF-8 becomes
+    /// U+FFFD), repeated keys are kept in order.
+    ///
+    /// ```
+    /// let mut info = pagi::RequestInfo::default();
+    /// info.query_string = "name=J%C3%BCrgen&tag=a&tag=b+c&flag".into();
+    /// let q = info.query();
+    /// assert_eq!(q.get("name"), Some("Jürgen"));
+    /// assert_eq!(q.get_all("tag").collect::<Vec<_>>(), ["a", "b c"]);
+    /// assert_eq!(q.get("flag"), Some(""));
+    /// assert_eq!(q.get("missing"), None);
+    /// ```
+    pub fn query(&self) -> Query {
+        Query::parse(&self.query_string)
+    }
+
+    /// The first value of the header `name` (case-insensitive) as text, if
+    /// present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        std::str::from_utf8(self.headers.get(name)?).ok()
+    }
+}
+
+/// A parsed query string: `(name, value)` pairs in order, duplicates kept.
+/// Made by [`RequestInfo::query`] or [`Scope::query`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    /// Parse a query string (without the `?`).
+    pub fn parse(query_string: &[u8]) -> Self {
+        Query(
+            query_string
+                .split(|&b| b == b'&')
+                .filter(|part| !part.is_empty())
+                .map(|part| {
+                    let (name, value) = match part.iter().position(|&b| b == b'=') {
+                        Some(i) => (&part[..i], &part[i + 1..]),
+                        None => (part, &b""[..]),
+                    };
+                    (form_decode(name), form_decode(value))
+                })
+                .collect(),
+        )
+    }
+
+    /// The first value for `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value for `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// All pairs, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One form-encoded component: `+` is a space, then percent-decoding.
+fn form_decode(part: &[u8]) -> String {
+    let spaced: Cow<'_, [u8]> = if part.contains(&b'+') {
+        Cow::Owned(
+            part.iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(part)
+    };
+    let decoded: Cow<'_, [u8]> = percent_encoding::percent_decode(&spaced).into();
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// The scope of one HTTP (or SSE) request.
+///
+/// It dereferences to its [`RequestInfo`], so `http.path`, `http.headers`
+/// and the other shared fields read directly.
+#[derive(Clone, Debug, Default)]
+pub struct HttpScope {
+    /// What every request scope has.
+    pub info: RequestInfo,
+    /// Upper-case request method (borrowed for the standard methods).
+    pub method: Cow<'static, str>,
+    /// `pagi.connection`: disconnect detection and response progress.
+    pub connection: Connection,
+}
+
+/// The scope of one WebSocket session; dereferences to its [`RequestInfo`].
 #[derive(Clone, Debug, Default)]
 pub struct WebSocketScope {
-    /// `scope.pagi`.
-    pub pagi: PagiInfo,
-    /// HTTP version of the handshake.
-    pub http_version: HttpVersion,
-    /// `ws` or `wss`.
-    pub scheme: Cow<'static, str>,
-    /// The percent-decoded path (see [`HttpScope::path`]).
-    pub path: String,
-    /// The path exactly as sent.
-    pub raw_path: Bytes,
-    /// The query string, percent-encoded, without the `?`.
-    pub query_string: Bytes,
-    /// The application's mount point, default `""`.
-    pub root_path: String,
-    /// The handshake's headers (lower-case names, arrival order).
-    pub headers: Headers,
-    /// The client's address.
-    pub client: Option<SocketAddr>,
-    /// The listener's address.
-    pub server: Option<ServerAddr>,
+    /// What every request scope has (`scheme` is `ws` or `wss`).
+    pub info: RequestInfo,
     /// Subprotocols the client offered in `Sec-WebSocket-Protocol`, split on
     /// commas and trimmed; empty when the header is absent.
     pub subprotocols: Vec<String>,
-    /// A shallow copy of the lifespan state.
-    pub state: Option<State>,
-    /// Capabilities the server offers (e.g. `websocket.http.response`).
-    pub extensions: Extensions,
-    /// `pagi.transport`: outbound flow-control introspection.
-    pub transport: Option<Transport>,
-    /// Keys added by middleware.
-    pub custom: State,
 }
+
+macro_rules! deref_info {
+    ($($scope:ty),*) => {$(
+        impl std::ops::Deref for $scope {
+            type Target = RequestInfo;
+            fn deref(&self) -> &RequestInfo {
+                &self.info
+            }
+        }
+        impl std::ops::DerefMut for $scope {
+            fn deref_mut(&mut self) -> &mut RequestInfo {
+                &mut self.info
+            }
+        }
+    )*};
+}
+deref_info!(HttpScope, WebSocketScope);
 
 /// The lifespan scope, given once per process.
 #[derive(Clone, Debug, Default)]
@@ -289,6 +474,22 @@ impl State {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Set the typed `key` to `value` in this copy.
+    pub fn set<T: Any + Send + Sync>(&mut self, key: &StateKey<T>, value: T) {
+        self.insert(key.name, value);
+    }
+
+    /// The value of the typed `key` (`None` if absent, or if the name holds
+    /// another type, set through the string-keyed methods).
+    pub fn value<T: Any + Send + Sync>(&self, key: &StateKey<T>) -> Option<Arc<T>> {
+        self.get(key.name)
+    }
+
+    /// The key names, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().flat_map(|m| m.keys()).map(String::as_str)
+    }
 }
 
 impl fmt::Debug for State {
@@ -298,6 +499,58 @@ impl fmt::Debug for State {
         f.debug_struct("State").field("keys", &keys).finish()
     }
 }
+
+/// A typed key into a [`State`]: its name (what the spec sees) and the type
+/// of its value, so reading it needs no turbofish and cannot ask for the
+/// wrong type. Declare keys as constants next to the code that owns them.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use pagi::{State, StateKey};
+///
+/// const HITS: StateKey<AtomicU64> = StateKey::new("hits");
+///
+/// let mut state = State::default();
+/// state.set(&HITS, AtomicU64::new(0));
+/// let hits = state.value(&HITS).unwrap(); // an Arc<AtomicU64>
+/// hits.fetch_add(1, Ordering::Relaxed);
+/// assert_eq!(state.value(&HITS).unwrap().load(Ordering::Relaxed), 1);
+/// assert_eq!(state.keys().collect::<Vec<_>>(), ["hits"]);
+/// ```
+pub struct StateKey<T> {
+    name: &'static str,
+    // `fn() -> T`: the key neither owns a T nor limits Send/Sync.
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T> StateKey<T> {
+    /// A key named `name`.
+    pub const fn new(name: &'static str) -> Self {
+        StateKey {
+            name,
+            _value: PhantomData,
+        }
+    }
+
+    /// The key's name.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
+impl<T> fmt::Debug for StateKey<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StateKey({:?}: {})", self.name, std::any::type_name::<T>())
+    }
+}
+
+impl<T> Clone for StateKey<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for StateKey<T> {}
 
 /// The lifespan's `state`, shared between the lifespan app (which fills it
 /// at startup) and the server (which copies it into every request scope).
@@ -313,6 +566,16 @@ impl SharedState {
     /// The value at `key`, if present and of type `T`.
     pub fn get<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
         self.lock().get(key)
+    }
+
+    /// Set the typed `key` to `value`.
+    pub fn set<T: Any + Send + Sync>(&self, key: &StateKey<T>, value: T) {
+        self.lock().set(key, value);
+    }
+
+    /// The value of the typed `key`.
+    pub fn value<T: Any + Send + Sync>(&self, key: &StateKey<T>) -> Option<Arc<T>> {
+        self.lock().value(key)
     }
 
     /// A shallow copy of the current state, as given to each request.

@@ -76,6 +76,9 @@ struct Outbox {
     events: Vec<SendEvent>,
     capacity: usize,
     waiters: Vec<Waker>,
+    /// Set by [`Sent::close`]: sends are dropped from then on.
+    closed: bool,
+    close_waiters: Vec<Waker>,
 }
 
 /// Collects what the app sent through the [`Sender`] made by [`pair`].
@@ -91,12 +94,23 @@ impl Sent {
         }
         std::mem::take(&mut out.events)
     }
+
+    /// The peer is gone: the [`Sender`]'s `closed()` resolves, waiting
+    /// sends complete, and later sends are dropped (as a server does).
+    pub fn close(&self) {
+        let mut out = self.0.lock().unwrap();
+        out.closed = true;
+        let mut waiters = std::mem::take(&mut out.waiters);
+        waiters.append(&mut out.close_waiters);
+        drop(out);
+        waiters.into_iter().for_each(Waker::wake);
+    }
 }
 
 impl EventSink for Sent {
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut out = self.0.lock().unwrap();
-        if out.events.len() < out.capacity {
+        if out.closed || out.events.len() < out.capacity {
             Poll::Ready(())
         } else {
             out.waiters.push(cx.waker().clone());
@@ -105,8 +119,24 @@ impl EventSink for Sent {
     }
 
     fn start_send(&self, event: SendEvent) -> Result<(), SendError> {
-        self.0.lock().unwrap().events.push(event);
+        let mut out = self.0.lock().unwrap();
+        if !out.closed {
+            out.events.push(event);
+        }
         Ok(())
+    }
+
+    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut out = self.0.lock().unwrap();
+        if out.closed {
+            return Poll::Ready(());
+        }
+        out.close_waiters.push(cx.waker().clone());
+        Poll::Pending
+    }
+
+    fn is_closed(&self) -> bool {
+        self.0.lock().unwrap().closed
     }
 }
 

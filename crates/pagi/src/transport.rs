@@ -25,6 +25,8 @@ struct Hysteresis {
     on_high: Vec<Callback>,
     on_drain: Vec<Callback>,
     waiters: Vec<Waker>,
+    /// Tasks waiting for the close ([`TransportControl::poll_closed`]).
+    close_waiters: Vec<Waker>,
 }
 
 /// The `pagi.transport` handle: how many bytes the server has queued for
@@ -32,39 +34,39 @@ struct Hysteresis {
 /// backpressure. A `send` waits from the moment the buffer reaches the high
 /// mark until it falls back below the low mark.
 ///
-/// Clones share state. [`Transport::set_buffered`], [`Transport::poll_writable`]
-/// and [`Transport::close`] are for servers.
+/// Clones share state. This is the app's view: it reads the counts and
+/// registers callbacks. The server moves the count and closes the transport
+/// through [`crate::server::TransportControl`], which apps cannot reach.
 ///
 /// ```
 /// use std::sync::{Arc, atomic::{AtomicUsize, Ordering}};
-/// let t = pagi::Transport::new(64 * 1024, 16 * 1024);
+/// let control = pagi::server::TransportControl::new(64 * 1024, 16 * 1024);
+/// let t = control.view(); // what the app finds in its scope
 /// let highs = Arc::new(AtomicUsize::new(0));
 /// let h = highs.clone();
 /// t.on_high_water(move || { h.fetch_add(1, Ordering::SeqCst); });
-/// t.set_buffered(70_000); // crosses the high mark
-/// t.set_buffered(20_000); // between the marks: still engaged
-/// t.set_buffered(1_000);  // below the low mark: drained
+/// control.set_buffered(70_000); // crosses the high mark
+/// control.set_buffered(20_000); // between the marks: still engaged
+/// control.set_buffered(1_000);  // below the low mark: drained
 /// assert_eq!(highs.load(Ordering::SeqCst), 1);
 /// assert_eq!(t.buffered_amount(), 1_000);
 /// ```
 #[derive(Clone)]
 pub struct Transport(Arc<Inner>);
 
-impl Transport {
-    /// A transport with the given marks (`low` is clamped to at most `high`).
-    pub fn new(high_water_mark: usize, low_water_mark: usize) -> Self {
-        Transport(Arc::new(Inner {
-            buffered: AtomicUsize::new(0),
-            engaged: AtomicBool::new(false),
-            high: high_water_mark,
-            low: low_water_mark.min(high_water_mark),
-            state: Mutex::new(Hysteresis::default()),
-        }))
-    }
+/// The server's half of `pagi.transport`: publishes the buffered byte
+/// count, lets the server's `send` wait for room, and closes the transport
+/// when the connection ends. Apps get [`Transport`] views.
+pub struct TransportControl(Arc<Inner>);
 
+fn lock(inner: &Inner) -> MutexGuard<'_, Hysteresis> {
+    // Callbacks never run under the lock; recover from poisoning.
+    inner.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Transport {
     fn lock(&self) -> MutexGuard<'_, Hysteresis> {
-        // Callbacks never run under the lock; recover from poisoning.
-        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.0)
     }
 
     /// Bytes queued for the client and not yet written to the network.
@@ -100,8 +102,35 @@ impl Transport {
     pub fn on_drain(&self, callback: impl FnMut() + Send + 'static) {
         self.lock().on_drain.push(Box::new(callback));
     }
+}
 
-    /// Server: the buffer now holds `n` bytes. Fires the edge-triggered
+impl TransportControl {
+    /// A transport with the given marks (`low` is clamped to at most `high`).
+    pub fn new(high_water_mark: usize, low_water_mark: usize) -> Self {
+        TransportControl(Arc::new(Inner {
+            buffered: AtomicUsize::new(0),
+            engaged: AtomicBool::new(false),
+            high: high_water_mark,
+            low: low_water_mark.min(high_water_mark),
+            state: Mutex::new(Hysteresis::default()),
+        }))
+    }
+
+    /// The app's view of this transport.
+    pub fn view(&self) -> Transport {
+        Transport(self.0.clone())
+    }
+
+    /// Bytes queued for the client and not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.0.buffered.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Hysteresis> {
+        lock(&self.0)
+    }
+
+    /// The buffer now holds `n` bytes. Fires the edge-triggered
     /// callbacks and wakes waiting senders on drain.
     pub fn set_buffered(&self, n: usize) {
         self.0.buffered.store(n, Ordering::Relaxed);
@@ -140,7 +169,7 @@ impl Transport {
         }
     }
 
-    /// Server: ready when a sender may queue more (backpressure not
+    /// Ready when a sender may queue more (backpressure not
     /// engaged, or the transport closed); otherwise registers the waker.
     pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<()> {
         if !self.0.engaged.load(Ordering::Acquire) {
@@ -156,12 +185,12 @@ impl Transport {
         Poll::Pending
     }
 
-    /// Server: empty and unengaged again, with no callbacks, for the next
+    /// Empty and unengaged again, with no callbacks, for the next
     /// request of a keep-alive connection, if no other handle to it exists
     /// (returns `false`, changing nothing, otherwise).
     ///
     /// ```
-    /// let mut t = pagi::Transport::new(100, 10);
+    /// let mut t = pagi::server::TransportControl::new(100, 10);
     /// t.set_buffered(500);
     /// assert!(t.reset());
     /// assert_eq!(t.buffered_amount(), 0);
@@ -178,32 +207,64 @@ impl Transport {
                     on_high,
                     on_drain,
                     waiters,
+                    close_waiters,
                 } = inner.state.get_mut().unwrap_or_else(|e| e.into_inner());
                 *engaged = false;
                 *closed = false;
                 on_high.clear();
                 on_drain.clear();
                 waiters.clear();
+                close_waiters.clear();
                 true
             }
             None => false,
         }
     }
 
-    /// Server: the connection is gone; release every waiting sender.
+    /// The connection is gone; release every waiting sender.
     pub fn close(&self) {
         let waiters = {
             let mut st = self.lock();
             st.closed = true;
-            std::mem::take(&mut st.waiters)
+            let mut waiters = std::mem::take(&mut st.waiters);
+            waiters.append(&mut st.close_waiters);
+            waiters
         };
         waiters.into_iter().for_each(Waker::wake);
+    }
+
+    /// Ready once the transport is closed (the connection is gone, or the
+    /// exchange ended): what [`crate::Sender::closed`] waits for.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut st = self.lock();
+        if st.closed {
+            return Poll::Ready(());
+        }
+        if !st.close_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            st.close_waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Whether [`TransportControl::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 }
 
 impl fmt::Debug for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Transport")
+            .field("buffered", &self.buffered_amount())
+            .field("high", &self.0.high)
+            .field("low", &self.0.low)
+            .finish()
+    }
+}
+
+impl fmt::Debug for TransportControl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransportControl")
             .field("buffered", &self.buffered_amount())
             .field("high", &self.0.high)
             .field("low", &self.0.low)
@@ -218,14 +279,15 @@ mod tests {
 
     #[test]
     fn hysteresis_cycles_and_rearms() {
-        let t = Transport::new(100, 10);
+        let t = TransportControl::new(100, 10);
+        let v = t.view();
         let drains = Arc::new(AtomicUsize::new(0));
         let highs = Arc::new(AtomicUsize::new(0));
         let (d, h) = (drains.clone(), highs.clone());
-        t.on_drain(move || {
+        v.on_drain(move || {
             d.fetch_add(1, Ordering::SeqCst);
         });
-        t.on_high_water(move || {
+        v.on_high_water(move || {
             h.fetch_add(1, Ordering::SeqCst);
         });
         t.set_buffered(5); // below low, never engaged: no drain
@@ -242,7 +304,7 @@ mod tests {
 
     #[test]
     fn writable_waits_while_engaged() {
-        let t = Transport::new(100, 10);
+        let t = TransportControl::new(100, 10);
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         assert!(t.poll_writable(&mut cx).is_ready());

@@ -22,9 +22,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::StatusCode;
 use pagi::{
-    Body, BoxError, BoxFuture, Connection, EventSink, EventSource, Headers, ReceiveEvent,
-    SendError, SendEvent, Transport,
+    Body, BoxError, BoxFuture, EventSink, EventSource, Headers, ReceiveEvent, SendError,
+    SendEvent,
 };
+use pagi::server::{ConnectionControl, TransportControl};
 
 use crate::ctx::LiveGuard;
 use crate::wire::response::{check_final_status, check_headers, check_trailers};
@@ -164,17 +165,17 @@ impl Inner {
 /// State shared by the app's handles and the connection.
 pub(crate) struct Exchange {
     inner: Mutex<Inner>,
-    pub(crate) conn: Connection,
-    pub(crate) transport: Transport,
+    pub(crate) conn: ConnectionControl,
+    pub(crate) transport: TransportControl,
     protocol: &'static str,
 }
 
 impl Exchange {
     /// A new exchange; `protocol` (`http` or `sse`) words the app's errors.
-    pub(crate) fn new(transport: Transport, protocol: &'static str) -> Arc<Self> {
+    pub(crate) fn new(transport: TransportControl, protocol: &'static str) -> Arc<Self> {
         Arc::new(Exchange {
             inner: Mutex::new(Inner::default()),
-            conn: Connection::new(),
+            conn: ConnectionControl::new(),
             transport,
             protocol,
         })
@@ -281,6 +282,8 @@ impl Exchange {
         }
         inner.in_flight = 0;
         self.transport.set_buffered(0);
+        // Sends are no-ops from here: the app's `send.closed()` resolves.
+        self.transport.close();
         inner.wake_receiver();
     }
 
@@ -386,7 +389,7 @@ impl Exchange {
             return Ok(());
         }
         if inner.progress != Progress::NotStarted {
-            return Err(SendError::new(format!(
+            return Err(SendError::out_of_order(format!(
                 "{}.response.start sent twice",
                 self.protocol
             )));
@@ -415,13 +418,13 @@ impl Exchange {
         let trailers = match inner.progress {
             Progress::Body { trailers } => trailers,
             Progress::NotStarted => {
-                return Err(SendError::new(format!(
+                return Err(SendError::out_of_order(format!(
                     "{}.response.body before {}.response.start",
                     self.protocol, self.protocol
                 )))
             }
             Progress::Done => {
-                return Err(SendError::new(
+                return Err(SendError::out_of_order(
                     "response body sent after the response ended",
                 ))
             }
@@ -448,7 +451,7 @@ impl Exchange {
             return Ok(());
         }
         if inner.progress != (Progress::Body { trailers: true }) {
-            return Err(SendError::new(
+            return Err(SendError::out_of_order(
                 "http.response.trailers without http.response.start trailers=1",
             ));
         }
@@ -487,7 +490,7 @@ fn open_body(body: Body) -> Result<Out, SendError> {
             length,
         } => {
             let file = std::fs::File::open(&path)
-                .map_err(|e| SendError::new(format!("Cannot open file {}: {e}", path.display())))?;
+                .map_err(|e| SendError::io(format!("Cannot open file {}: {e}", path.display())))?;
             (file, offset, length)
         }
         Body::Handle {
@@ -495,13 +498,13 @@ fn open_body(body: Body) -> Result<Out, SendError> {
             offset,
             length,
         } => (file, offset, length),
-        _ => return Err(SendError::new("unsupported response body")),
+        _ => return Err(SendError::invalid("unsupported response body")),
     };
     let meta = file
         .metadata()
-        .map_err(|e| SendError::new(format!("Cannot stat file: {e}")))?;
+        .map_err(|e| SendError::io(format!("Cannot stat file: {e}")))?;
     if !meta.is_file() {
-        return Err(SendError::new(
+        return Err(SendError::io(
             "Cannot send a file body: not a regular file",
         ));
     }
@@ -514,6 +517,14 @@ fn open_body(body: Body) -> Result<Out, SendError> {
 impl EventSink for Exchange {
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.transport.poll_writable(cx)
+    }
+
+    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.transport.poll_closed(cx)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.transport.is_closed()
     }
 
     fn start_send(&self, event: SendEvent) -> Result<(), SendError> {
@@ -530,7 +541,7 @@ impl EventSink for Exchange {
                 self.push_body(out, more && !is_file)
             }
             SendEvent::HttpResponseTrailers { headers } => self.push_trailers(headers),
-            SendEvent::HttpFullflush => Err(SendError::new("Extension not enabled: fullflush")),
+            SendEvent::HttpFullflush => Err(SendError::not_offered("fullflush")),
             other => Err(SendError::unrecognized(&other, "http")),
         }
     }
@@ -772,7 +783,7 @@ mod tests {
 
     #[test]
     fn body_pieces_reach_the_app_in_order_and_end_with_more_false() {
-        let ex = Exchange::new(Transport::new(64, 16), "http");
+        let ex = Exchange::new(TransportControl::new(64, 16), "http");
         let mut src = HttpSource::new(ex.clone(), false);
         let waker = cx_waker();
         let mut cx = Context::from_waker(&waker);
@@ -812,7 +823,7 @@ mod tests {
 
     #[test]
     fn output_counts_toward_buffered_amount_until_written() {
-        let ex = Exchange::new(Transport::new(64, 16), "http");
+        let ex = Exchange::new(TransportControl::new(64, 16), "http");
         ex.start(200, Headers::new(), false).unwrap();
         ex.push_body(Out::Data(Bytes::from(vec![0; 10])), true)
             .unwrap();
@@ -828,12 +839,12 @@ mod tests {
         ex.set_in_flight(0);
         assert_eq!(ex.transport.buffered_amount(), 0);
         ex.finish();
-        assert_eq!(ex.conn.response_complete(), Some(true));
+        assert_eq!(ex.conn.view().response_complete(), Some(true));
     }
 
     #[test]
     fn shutdown_notice_keeps_sends_but_ends_receive() {
-        let ex = Exchange::new(Transport::new(64, 16), "http");
+        let ex = Exchange::new(TransportControl::new(64, 16), "http");
         let mut src = HttpSource::new(ex.clone(), false);
         ex.start(200, Headers::new(), false).unwrap();
         ex.shut_down(false);
@@ -850,7 +861,7 @@ mod tests {
         ex.push_body(Out::Data(Bytes::from("last")), false).unwrap();
         assert_eq!(ex.queued_length(), (true, Some(4)));
         // An event stream is ended by the server: later sends are no-ops.
-        let sse = Exchange::new(Transport::new(64, 16), "sse");
+        let sse = Exchange::new(TransportControl::new(64, 16), "sse");
         sse.start(200, Headers::new(), false).unwrap();
         sse.shut_down(true);
         assert!(sse.queued_length().0 && sse.link() == Link::Ending);
@@ -860,7 +871,7 @@ mod tests {
 
     #[test]
     fn file_bodies_are_checked_when_sent() {
-        let ex = Exchange::new(Transport::new(64, 16), "http");
+        let ex = Exchange::new(TransportControl::new(64, 16), "http");
         ex.start(200, Headers::new(), false).unwrap();
         let missing = ex.start_send(SendEvent::HttpResponseBody {
             body: Body::File {

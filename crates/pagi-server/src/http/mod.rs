@@ -9,7 +9,8 @@ mod sse;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use pagi::{HttpScope, PagiInfo, Receiver, Scope, Sender, State, Transport};
+use pagi::server::TransportControl;
+use pagi::{HttpScope, PagiInfo, Receiver, RequestInfo, Scope, Sender, State};
 
 use exchange::{AppDriver, Exchange, HttpSource};
 
@@ -36,27 +37,29 @@ pub(crate) fn start(
     let cfg = &ctx.config;
     let sse = sse_wire::wants_event_stream(&head.headers);
     let (client, secure) = info.identity(&head.headers, &cfg.proxy);
-    let transport = Transport::new(cfg.ws_write_high_watermark, cfg.ws_write_low_watermark);
+    let transport = TransportControl::new(cfg.ws_write_high_watermark, cfg.ws_write_low_watermark);
     let ex = Exchange::new(transport, if sse { "sse" } else { "http" });
     // Every field spelled out: `..HttpScope::default()` would build (and
     // drop) a throwaway `Connection` per request.
     let scope = Box::new(HttpScope {
-        pagi: PagiInfo::default(),
-        http_version: head.http_version,
+        info: RequestInfo {
+            pagi: PagiInfo::default(),
+            http_version: head.http_version,
+            scheme: Cow::Borrowed(if secure { "https" } else { "http" }),
+            path: head.path,
+            raw_path: head.raw_path,
+            query_string: head.query_string,
+            root_path: cfg.root_path.clone(),
+            headers: head.headers,
+            client,
+            server: Some(info.local.clone()),
+            state: ctx.state.clone(),
+            extensions: info.extensions(),
+            transport: Some(ex.transport.view()),
+            custom: State::default(),
+        },
         method,
-        scheme: Cow::Borrowed(if secure { "https" } else { "http" }),
-        path: head.path,
-        raw_path: head.raw_path,
-        query_string: head.query_string,
-        root_path: cfg.root_path.clone(),
-        headers: head.headers,
-        client,
-        server: Some(info.local.clone()),
-        state: ctx.state.clone(),
-        extensions: info.extensions(),
-        connection: ex.conn.clone(),
-        transport: Some(ex.transport.clone()),
-        custom: State::default(),
+        connection: ex.conn.view(),
     });
     let receiver = Receiver::new(HttpSource::new(ex.clone(), sse));
     let (scope, sender) = if sse {

@@ -36,18 +36,26 @@ impl SseSink {
 
 fn after(stage: Stage, t: &str) -> SendError {
     match stage {
-        Stage::Init => SendError::new(format!("cannot send '{t}' before sse.start")),
-        Stage::Streaming => SendError::new(format!("cannot decline with {t} after sse.start")),
+        Stage::Init => SendError::out_of_order(format!("cannot send '{t}' before sse.start")),
+        Stage::Streaming => SendError::out_of_order(format!("cannot decline with {t} after sse.start")),
         Stage::Declined => {
-            SendError::new(format!("cannot send '{t}' after sse.http.response.start"))
+            SendError::out_of_order(format!("cannot send '{t}' after sse.http.response.start"))
         }
-        Stage::Closed => SendError::new(format!("cannot send '{t}' after sse.close")),
+        Stage::Closed => SendError::out_of_order(format!("cannot send '{t}' after sse.close")),
     }
 }
 
 impl EventSink for SseSink {
     fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.ex.transport.poll_writable(cx)
+    }
+
+    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.ex.transport.poll_closed(cx)
+    }
+
+    fn is_closed(&self) -> bool {
+        self.ex.transport.is_closed()
     }
 
     fn start_send(&self, event: SendEvent) -> Result<(), SendError> {

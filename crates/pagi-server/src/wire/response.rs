@@ -13,7 +13,7 @@ pub(crate) fn check_final_status(status: u16) -> Result<(), SendError> {
     if (200..=999).contains(&status) {
         Ok(())
     } else {
-        Err(SendError::new(format!(
+        Err(SendError::invalid(format!(
             "Invalid status code {status}: a final response status is 200-999"
         )))
     }
@@ -24,11 +24,11 @@ pub(crate) fn check_headers(headers: &Headers) -> Result<(), SendError> {
     for (name, value) in headers.iter() {
         if !name_is_token(name) || !value_is_valid(value) {
             return Err(match pagi::validate_header(name, value) {
-                Err(e) => SendError::new(e.to_string()),
+                Err(e) => SendError::invalid(e.to_string()),
                 Ok(()) if !name_is_token(name) => {
-                    SendError::new("Invalid header name: not an HTTP token")
+                    SendError::invalid("Invalid header name: not an HTTP token")
                 }
-                Ok(()) => SendError::new("Invalid header value: contains control characters"),
+                Ok(()) => SendError::invalid("Invalid header value: contains control characters"),
             });
         }
     }
@@ -40,7 +40,7 @@ pub(crate) fn check_headers(headers: &Headers) -> Result<(), SendError> {
 pub(crate) fn check_trailers(headers: &Headers) -> Result<(), SendError> {
     check_headers(headers)?;
     match headers.iter().find(|(n, _)| forbidden_trailer(n)) {
-        Some((name, _)) => Err(SendError::new(format!(
+        Some((name, _)) => Err(SendError::invalid(format!(
             "Invalid trailer {:?}: this field must not be sent as a trailer",
             String::from_utf8_lossy(name)
         ))),

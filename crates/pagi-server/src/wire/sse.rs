@@ -15,10 +15,10 @@ pub(crate) fn format_event(
 ) -> Result<Bytes, SendError> {
     let has_newline = |s: &str| s.contains(['\n', '\r']);
     if event.is_some_and(has_newline) {
-        return Err(SendError::new("Invalid SSE event name: contains newline"));
+        return Err(SendError::invalid("Invalid SSE event name: contains newline"));
     }
     if id.is_some_and(has_newline) {
-        return Err(SendError::new("Invalid SSE id: contains newline"));
+        return Err(SendError::invalid("Invalid SSE id: contains newline"));
     }
     let mut out = BytesMut::with_capacity(data.len() + 32);
     if let Some(e) = event {

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use pagi::{
-    EventSink, EventSource, Headers, Message, ReceiveEvent, SendError, SendEvent, Transport,
+    EventSink, EventSource, Headers, Message, ReceiveEvent, SendError, SendEvent,
 };
+use pagi::server::TransportControl;
 use pagi_ws::{Session, SessionConfig};
 
 use crate::budget::Account;
@@ -117,6 +118,8 @@ pub(crate) struct Inner {
     /// and the reason token to report if the peer never answers.
     pub(crate) local_close: Option<(u16, &'static str)>,
     recv_waker: Option<Waker>,
+    /// Senders waiting in `send.closed()` for the session to end.
+    closed_wakers: Vec<Waker>,
     driver_waker: Option<Waker>,
     /// The session task (app + driver) is inside its poll loop, with this
     /// waker. A wake aimed at that task is then turned into a bit in
@@ -131,7 +134,7 @@ pub(crate) struct Inner {
 
 pub(crate) struct WsShared {
     inner: Mutex<Inner>,
-    pub(crate) transport: Transport,
+    pub(crate) transport: TransportControl,
     session_config: SessionConfig,
     offered: Vec<String>,
     pub(crate) queue_limit: usize,
@@ -139,7 +142,7 @@ pub(crate) struct WsShared {
 
 impl WsShared {
     pub(crate) fn new(
-        transport: Transport,
+        transport: TransportControl,
         session_config: SessionConfig,
         offered: Vec<String>,
         queue_limit: usize,
@@ -162,6 +165,7 @@ impl WsShared {
                 app_failed: None,
                 local_close: None,
                 recv_waker: None,
+                closed_wakers: Vec::new(),
                 driver_waker: None,
                 polling: None,
                 dirty: 0,
@@ -187,6 +191,7 @@ impl WsShared {
                 inner.ended = Some((code, reason.to_owned()));
             }
             inner.phase = Phase::Done;
+            wake_closed(&mut inner);
             notify(&mut inner, Half::App);
             notify(&mut inner, Half::Driver);
             wake(&mut inner.handshake_waker);
@@ -199,6 +204,7 @@ impl WsShared {
         if inner.ended.is_none() {
             inner.ended = Some((code, reason.to_owned()));
         }
+        wake_closed(inner);
         notify(inner, Half::App);
         wake(&mut inner.handshake_waker);
     }
@@ -257,7 +263,7 @@ impl WsShared {
         let buffered = match event {
             SendEvent::WebSocketSend(msg) => match inner.phase {
                 Phase::Handshake => {
-                    return Err(SendError::new("websocket.send before websocket.accept"))
+                    return Err(SendError::out_of_order("websocket.send before websocket.accept"))
                 }
                 Phase::Done => return Ok(()),
                 Phase::Open => {
@@ -273,11 +279,11 @@ impl WsShared {
             } => {
                 match inner.phase {
                     Phase::Done => return Ok(()),
-                    Phase::Open => return Err(SendError::new("websocket.accept sent twice")),
+                    Phase::Open => return Err(SendError::out_of_order("websocket.accept sent twice")),
                     Phase::Handshake => {}
                 }
                 if let Some(p) = &subprotocol {
-                    check_subprotocol(p, &self.offered).map_err(SendError::new)?;
+                    check_subprotocol(p, &self.offered).map_err(SendError::invalid)?;
                 }
                 check_headers(&headers)?;
                 inner.decision = Some(Box::new(Decision::Accept {
@@ -295,12 +301,13 @@ impl WsShared {
                     inner.decision = Some(Box::new(Decision::Reject));
                     inner.phase = Phase::Done;
                     inner.ended = Some((1006, String::new()));
+                    wake_closed(&mut inner);
                     wake(&mut inner.handshake_waker);
                     return Ok(());
                 }
                 Phase::Open => {
                     if !pagi_ws::is_valid_close_code(code) {
-                        return Err(SendError::new(format!(
+                        return Err(SendError::invalid(format!(
                             "Invalid close code {code}: use 1000-1003, 1007-1014 or 3000-4999"
                         )));
                     }
@@ -327,7 +334,7 @@ impl WsShared {
                     return Ok(()); // invalid after accept: ignored, as the spec says
                 }
                 if inner.deny.is_some() {
-                    return Err(SendError::new("websocket.http.response.start sent twice"));
+                    return Err(SendError::out_of_order("websocket.http.response.start sent twice"));
                 }
                 check_final_status(status)?;
                 check_headers(&headers)?;
@@ -339,7 +346,7 @@ impl WsShared {
                     return Ok(());
                 }
                 let Some(deny) = inner.deny.as_mut() else {
-                    return Err(SendError::new(
+                    return Err(SendError::out_of_order(
                         "websocket.http.response.body before websocket.http.response.start",
                     ));
                 };
@@ -353,6 +360,7 @@ impl WsShared {
                     }));
                     inner.phase = Phase::Done;
                     inner.ended = Some((1006, String::new()));
+                    wake_closed(&mut inner);
                     wake(&mut inner.handshake_waker);
                 }
                 return Ok(());
@@ -414,6 +422,11 @@ impl Half {
 /// Wake the app's `receive` or the driver, unless the session task is
 /// polling right now and the waker is that task's: then mark that half
 /// dirty.
+/// The session ended: release the app's `send.closed()` waiters.
+fn wake_closed(inner: &mut Inner) {
+    inner.closed_wakers.drain(..).for_each(Waker::wake);
+}
+
 fn notify(inner: &mut Inner, half: Half) {
     let slot = match half {
         Half::App => &mut inner.recv_waker,
@@ -484,6 +497,21 @@ impl EventSink for WsShared {
 
     fn start_send(&self, event: SendEvent) -> Result<(), SendError> {
         self.send(event)
+    }
+
+    fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.lock();
+        if inner.ended.is_some() {
+            return Poll::Ready(());
+        }
+        if !inner.closed_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            inner.closed_wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    fn is_closed(&self) -> bool {
+        self.lock().ended.is_some()
     }
 }
 
