@@ -29,7 +29,8 @@ pub async fn app(scope: Scope, receive: Receiver, send: Sender) -> Result<(), Bo
     let incoming = pagi::branch(async {
         while let Some(msg) = rx.recv().await {
             if let Message::Text(text) = msg {
-                tx.text(format!("you said: {}", text.to_uppercase())).await?;
+                tx.text(format!("you said: {}", text.to_uppercase()))
+                    .await?;
             } // binary messages are not part of this demo
         }
         Ok(())

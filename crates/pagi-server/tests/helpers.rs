@@ -40,7 +40,8 @@ async fn push_until_closed(
             assert!(tx.is_closed());
         }
         Scope::Http(_) => {
-            let mut body = http::stream(&send, 200, [("content-type", "text/plain")], false).await?;
+            let mut body =
+                http::stream(&send, 200, [("content-type", "text/plain")], false).await?;
             loop {
                 tokio::select! {
                     _ = body.closed() => break,
@@ -81,15 +82,24 @@ fn pusher() -> (pagi::SharedApp, mpsc::UnboundedReceiver<u32>) {
 async fn a_push_only_websocket_branch_ends_when_the_client_closes() {
     let (app, mut done) = pusher();
     let server = TestServer::start(app).await;
-    let (mut client, _) = within(STEP, "connect", tokio_tungstenite::connect_async(server.ws_url("/")))
-        .await
-        .expect("handshake");
+    let (mut client, _) = within(
+        STEP,
+        "connect",
+        tokio_tungstenite::connect_async(server.ws_url("/")),
+    )
+    .await
+    .expect("handshake");
     for _ in 0..3 {
-        let msg = within(STEP, "a push", client.next()).await.unwrap().unwrap();
+        let msg = within(STEP, "a push", client.next())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(matches!(msg, WsMessage::Text(t) if t.starts_with("push ")));
     }
     client.close(None).await.unwrap();
-    let pushed = within(STEP, "the app saw the close", done.recv()).await.unwrap();
+    let pushed = within(STEP, "the app saw the close", done.recv())
+        .await
+        .unwrap();
     assert!(pushed >= 3);
     // The server answers the Close and ends the connection.
     while let Some(m) = within(STEP, "the server's close", client.next()).await {
@@ -129,9 +139,18 @@ async fn mistakes_then_answer(
 ) -> Result<(), BoxError> {
     let mut report = Vec::new();
     let e = send.send(SendEvent::text("x")).await.unwrap_err();
-    report.push(format!("ws event on http: unrecognized={}", e.is_unrecognized()));
-    let e = send.send(SendEvent::response_body("x", false)).await.unwrap_err();
-    report.push(format!("body before start: out_of_order={}", e.is_out_of_order()));
+    report.push(format!(
+        "ws event on http: unrecognized={}",
+        e.is_unrecognized()
+    ));
+    let e = send
+        .send(SendEvent::response_body("x", false))
+        .await
+        .unwrap_err();
+    report.push(format!(
+        "body before start: out_of_order={}",
+        e.is_out_of_order()
+    ));
     let e = send
         .send(SendEvent::response_start(200, [("x-bad", "a\r\nb")]))
         .await
@@ -149,7 +168,9 @@ async fn mistakes_then_answer(
         String::from_utf8_lossy(&body),
     ));
     assert!(!send.is_closed());
-    http::Response::text(200, report.join("\n")).send(&send).await?;
+    http::Response::text(200, report.join("\n"))
+        .send(&send)
+        .await?;
     within(STEP, "closed after the response", send.closed()).await;
     Ok(())
 }
@@ -172,17 +193,26 @@ async fn send_errors_are_classified_and_accessors_read_the_request() {
 
 #[tokio::test]
 async fn read_body_stops_at_its_limit() {
-    let app = pagi::app_fn(|_scope: Scope, mut receive: Receiver, send: Sender| async move {
-        match http::read_body(&mut receive, 10).await {
-            Err(http::BodyError::TooLarge { limit }) => {
-                http::Response::text(413, format!("over {limit}")).send(&send).await?
+    let app = pagi::app_fn(
+        |_scope: Scope, mut receive: Receiver, send: Sender| async move {
+            match http::read_body(&mut receive, 10).await {
+                Err(http::BodyError::TooLarge { limit }) => {
+                    http::Response::text(413, format!("over {limit}"))
+                        .send(&send)
+                        .await?
+                }
+                other => {
+                    http::Response::text(500, format!("{other:?}"))
+                        .send(&send)
+                        .await?
+                }
             }
-            other => http::Response::text(500, format!("{other:?}")).send(&send).await?,
-        }
-        Ok::<_, BoxError>(())
-    });
+            Ok::<_, BoxError>(())
+        },
+    );
     let server = TestServer::start(app).await;
-    let request = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello world";
+    let request =
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello world";
     let (resp, _) = http_raw(server.addr, request).await;
     assert_eq!((resp.status, resp.body_text().as_str()), (413, "over 10"));
     server.shutdown(STEP).await;

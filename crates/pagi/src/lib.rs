@@ -52,19 +52,21 @@
 
 mod app;
 mod connection;
-#[path = "helpers/http.rs"]
-pub mod http;
-#[path = "helpers/sse.rs"]
-pub mod sse;
-#[path = "helpers/ws.rs"]
-pub mod ws;
 mod event;
 mod handle;
 mod headers;
+#[path = "helpers/http.rs"]
+pub mod http;
 mod scope;
+#[path = "helpers/sse.rs"]
+pub mod sse;
+#[path = "helpers/sse_wire.rs"]
+pub mod sse_wire;
 pub mod testing;
 mod transport;
 mod value;
+#[path = "helpers/ws.rs"]
+pub mod ws;
 
 pub use app::{app_fn, branch, unsupported_scope, App, BoxError, BoxFuture, SharedApp};
 pub use connection::Connection;

@@ -540,7 +540,12 @@ impl<T> StateKey<T> {
 
 impl<T> fmt::Debug for StateKey<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StateKey({:?}: {})", self.name, std::any::type_name::<T>())
+        write!(
+            f,
+            "StateKey({:?}: {})",
+            self.name,
+            std::any::type_name::<T>()
+        )
     }
 }
 

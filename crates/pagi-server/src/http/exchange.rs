@@ -21,11 +21,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
-use pagi::{
-    Body, BoxError, BoxFuture, EventSink, EventSource, Headers, ReceiveEvent, SendError,
-    SendEvent,
-};
 use pagi::server::{ConnectionControl, TransportControl};
+use pagi::{
+    Body, BoxError, BoxFuture, EventSink, EventSource, Headers, ReceiveEvent, SendError, SendEvent,
+};
 
 use crate::ctx::LiveGuard;
 use crate::wire::response::{check_final_status, check_headers, check_trailers};
@@ -504,9 +503,7 @@ fn open_body(body: Body) -> Result<Out, SendError> {
         .metadata()
         .map_err(|e| SendError::io(format!("Cannot stat file: {e}")))?;
     if !meta.is_file() {
-        return Err(SendError::io(
-            "Cannot send a file body: not a regular file",
-        ));
+        return Err(SendError::io("Cannot send a file body: not a regular file"));
     }
     let available = meta.len().saturating_sub(offset);
     let len = length.map_or(available, |l| l.min(available));

@@ -17,7 +17,7 @@ use exchange::{AppDriver, Exchange, HttpSource};
 use crate::ctx::Ctx;
 use crate::listener::ConnInfo;
 use crate::wire::request::RequestHead;
-use crate::wire::sse as sse_wire;
+use pagi::sse_wire;
 
 /// An exchange that began: the app (not yet polled) and whether it is an
 /// event stream.

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use pagi::{EventSink, SendError, SendEvent};
 
 use super::exchange::{Exchange, Out};
-use crate::wire::sse::{format_comment, format_event};
+use pagi::sse_wire::{format_comment, format_event};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -37,7 +37,9 @@ impl SseSink {
 fn after(stage: Stage, t: &str) -> SendError {
     match stage {
         Stage::Init => SendError::out_of_order(format!("cannot send '{t}' before sse.start")),
-        Stage::Streaming => SendError::out_of_order(format!("cannot decline with {t} after sse.start")),
+        Stage::Streaming => {
+            SendError::out_of_order(format!("cannot decline with {t} after sse.start"))
+        }
         Stage::Declined => {
             SendError::out_of_order(format!("cannot send '{t}' after sse.http.response.start"))
         }

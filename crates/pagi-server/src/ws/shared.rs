@@ -9,10 +9,8 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use pagi::{
-    EventSink, EventSource, Headers, Message, ReceiveEvent, SendError, SendEvent,
-};
 use pagi::server::TransportControl;
+use pagi::{EventSink, EventSource, Headers, Message, ReceiveEvent, SendError, SendEvent};
 use pagi_ws::{Session, SessionConfig};
 
 use crate::budget::Account;
@@ -263,7 +261,9 @@ impl WsShared {
         let buffered = match event {
             SendEvent::WebSocketSend(msg) => match inner.phase {
                 Phase::Handshake => {
-                    return Err(SendError::out_of_order("websocket.send before websocket.accept"))
+                    return Err(SendError::out_of_order(
+                        "websocket.send before websocket.accept",
+                    ))
                 }
                 Phase::Done => return Ok(()),
                 Phase::Open => {
@@ -279,7 +279,9 @@ impl WsShared {
             } => {
                 match inner.phase {
                     Phase::Done => return Ok(()),
-                    Phase::Open => return Err(SendError::out_of_order("websocket.accept sent twice")),
+                    Phase::Open => {
+                        return Err(SendError::out_of_order("websocket.accept sent twice"))
+                    }
                     Phase::Handshake => {}
                 }
                 if let Some(p) = &subprotocol {
@@ -334,7 +336,9 @@ impl WsShared {
                     return Ok(()); // invalid after accept: ignored, as the spec says
                 }
                 if inner.deny.is_some() {
-                    return Err(SendError::out_of_order("websocket.http.response.start sent twice"));
+                    return Err(SendError::out_of_order(
+                        "websocket.http.response.start sent twice",
+                    ));
                 }
                 check_final_status(status)?;
                 check_headers(&headers)?;

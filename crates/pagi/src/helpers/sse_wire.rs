@@ -1,13 +1,14 @@
 //! The `text/event-stream` wire format (pure): events, comments, and
-//! whether a request asks for an event stream.
+//! whether a request asks for an event stream. Servers and bridges that
+//! carry `sse.*` events share it, so every one frames events the same way.
 
+use crate::{Headers, SendError};
 use bytes::{BufMut, Bytes, BytesMut};
-use pagi::{Headers, SendError};
 
 /// One dispatch: `event:`, `id:`, `retry:` and one `data:` line per line
 /// of `data`, then a blank line. `event`/`id` with a newline are refused
 /// (they would forge a frame boundary).
-pub(crate) fn format_event(
+pub fn format_event(
     event: Option<&str>,
     data: &str,
     id: Option<&str>,
@@ -15,7 +16,9 @@ pub(crate) fn format_event(
 ) -> Result<Bytes, SendError> {
     let has_newline = |s: &str| s.contains(['\n', '\r']);
     if event.is_some_and(has_newline) {
-        return Err(SendError::invalid("Invalid SSE event name: contains newline"));
+        return Err(SendError::invalid(
+            "Invalid SSE event name: contains newline",
+        ));
     }
     if id.is_some_and(has_newline) {
         return Err(SendError::invalid("Invalid SSE id: contains newline"));
@@ -39,7 +42,7 @@ pub(crate) fn format_event(
 
 /// A comment block: every line prefixed with `:` (one is prepended when
 /// missing), then a blank line. An empty comment is just `:`.
-pub(crate) fn format_comment(comment: &str) -> Bytes {
+pub fn format_comment(comment: &str) -> Bytes {
     let mut out = BytesMut::with_capacity(comment.len() + 4);
     for line in lines(comment) {
         if !line.starts_with(':') {
@@ -79,7 +82,7 @@ fn lines(s: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Whether a request's `Accept` asks for an event stream.
-pub(crate) fn wants_event_stream(headers: &Headers) -> bool {
+pub fn wants_event_stream(headers: &Headers) -> bool {
     headers.get_all("accept").any(|v| {
         v.split(|&b| b == b',').any(|item| {
             let media = item.split(|&b| b == b';').next().unwrap_or(&[]);

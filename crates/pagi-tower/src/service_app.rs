@@ -1,0 +1,321 @@
+//! A tower service as a PAGI app.
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use pagi::{
+    App, BoxError, BoxFuture, Headers, HttpScope, HttpVersion, ReceiveEvent, Receiver, Scope,
+    SendEvent, Sender, SharedApp,
+};
+use tower_service::Service;
+
+/// The client's address, as a request extension (`None` on a Unix socket
+/// is simply absent).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The whole PAGI request scope (path, root path, extensions such as
+/// `tls`, the `pagi.connection` view), as a request extension.
+#[derive(Clone, Debug)]
+pub struct ScopeInfo(pub HttpScope);
+
+/// Serves a `tower::Service` (an axum `Router`, say) as a PAGI app.
+///
+/// The service is cloned per request (axum's `Router` clones cheaply) and
+/// called once, after `poll_ready`. Its errors become the server's 500.
+#[derive(Clone)]
+pub struct ServiceApp<S> {
+    service: S,
+    websocket: Option<SharedApp>,
+}
+
+impl<S> std::fmt::Debug for ServiceApp<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceApp")
+            .field("websocket", &self.websocket.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> ServiceApp<S> {
+    /// Wrap `service`.
+    pub fn new(service: S) -> Self {
+        ServiceApp {
+            service,
+            websocket: None,
+        }
+    }
+
+    /// Hand WebSocket scopes to `app` (a PAGI app) instead of refusing them.
+    pub fn websocket(mut self, app: SharedApp) -> Self {
+        self.websocket = Some(app);
+        self
+    }
+}
+
+impl<S, B> App for ServiceApp<S>
+where
+    S: Service<http::Request<RequestBody>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    fn call(
+        &self,
+        scope: Scope,
+        receive: Receiver,
+        send: Sender,
+    ) -> BoxFuture<Result<(), BoxError>> {
+        match scope {
+            Scope::Http(http) => Box::pin(serve(self.service.clone(), *http, false, receive, send)),
+            Scope::Sse(http) => Box::pin(serve(self.service.clone(), *http, true, receive, send)),
+            Scope::WebSocket(_) if self.websocket.is_some() => {
+                let app = self.websocket.as_ref().expect("checked").clone();
+                app.call(scope, receive, send)
+            }
+            Scope::WebSocket(_) => Box::pin(refuse_websocket(receive, send)),
+            Scope::Lifespan(_) => Box::pin(acknowledge_lifespan(receive, send)),
+            other => Box::pin(async move { Err(pagi::unsupported_scope(&other)) }),
+        }
+    }
+}
+
+/// A tower service has no WebSocket upgrade here: the handshake is refused
+/// (HTTP 403).
+async fn refuse_websocket(mut receive: Receiver, send: Sender) -> Result<(), BoxError> {
+    let _connect = receive.recv().await;
+    send.send(SendEvent::close(1000, "")).await?;
+    Ok(())
+}
+
+/// A tower service has no lifespan: startup and shutdown succeed at once.
+async fn acknowledge_lifespan(mut receive: Receiver, send: Sender) -> Result<(), BoxError> {
+    loop {
+        match receive.recv().await {
+            ReceiveEvent::LifespanStartup => send.send(SendEvent::LifespanStartupComplete).await?,
+            ReceiveEvent::LifespanShutdown => {
+                send.send(SendEvent::LifespanShutdownComplete).await?;
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn serve<S, B>(
+    mut service: S,
+    scope: HttpScope,
+    sse: bool,
+    receive: Receiver,
+    send: Sender,
+) -> Result<(), BoxError>
+where
+    S: Service<http::Request<RequestBody>, Response = http::Response<B>>,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let trailers_ok = !sse
+        && (scope.http_version == HttpVersion::Http2
+            || scope.headers.get_all("te").any(|v| {
+                v.split(|&b| b == b',')
+                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+            }));
+    let request = to_request(scope, RequestBody::new(receive))?;
+    poll_fn(|cx| service.poll_ready(cx))
+        .await
+        .map_err(Into::into)?;
+    let response = service.call(request).await.map_err(Into::into)?;
+    let (parts, body) = response.into_parts();
+    let mut headers = Headers::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        headers.push(
+            Bytes::copy_from_slice(name.as_str().as_bytes()),
+            Bytes::copy_from_slice(value.as_bytes()),
+        );
+    }
+    let status = parts.status.as_u16();
+    let mut remaining = body.size_hint().exact();
+    let trailers = trailers_ok && remaining.is_none();
+    send.send(if sse {
+        SendEvent::SseHttpResponseStart { status, headers }
+    } else {
+        SendEvent::HttpResponseStart {
+            status,
+            headers,
+            trailers,
+        }
+    })
+    .await?;
+    let chunk = |data: Bytes, more: bool| {
+        if sse {
+            SendEvent::SseHttpResponseBody { body: data, more }
+        } else {
+            SendEvent::response_body(data, more)
+        }
+    };
+    let mut body = std::pin::pin!(body);
+    let mut last_trailers = None;
+    loop {
+        let frame = tokio::select! {
+            // The client left: stop producing the body.
+            () = send.closed() => return Ok(()),
+            frame = body.frame() => frame,
+        };
+        match frame {
+            None => break,
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    // A body of known length ends with its last byte (one
+                    // event for the common whole-body response).
+                    if let Some(left) = remaining.as_mut() {
+                        *left = left.saturating_sub(data.len() as u64);
+                        if *left == 0 {
+                            return Ok(send.send(chunk(data, false)).await?);
+                        }
+                    }
+                    send.send(chunk(data, true)).await?;
+                }
+                Err(frame) => {
+                    if let Ok(map) = frame.into_trailers() {
+                        last_trailers = Some(map);
+                    }
+                }
+            },
+        }
+    }
+    send.send(chunk(Bytes::new(), false)).await?;
+    if trailers {
+        let mut headers = Headers::new();
+        for (name, value) in last_trailers.iter().flatten() {
+            headers.push(
+                Bytes::copy_from_slice(name.as_str().as_bytes()),
+                Bytes::copy_from_slice(value.as_bytes()),
+            );
+        }
+        send.send(SendEvent::HttpResponseTrailers { headers })
+            .await?;
+    }
+    Ok(())
+}
+
+/// The scope as an `http::Request`.
+fn to_request(scope: HttpScope, body: RequestBody) -> Result<http::Request<RequestBody>, BoxError> {
+    let mut target = Vec::with_capacity(scope.raw_path.len() + 1 + scope.query_string.len());
+    target.extend_from_slice(if scope.raw_path.is_empty() {
+        b"/"
+    } else {
+        &scope.raw_path
+    });
+    if !scope.query_string.is_empty() {
+        target.push(b'?');
+        target.extend_from_slice(&scope.query_string);
+    }
+    let mut request = http::Request::builder()
+        .method(http::Method::from_bytes(scope.method.as_bytes())?)
+        .uri(http::Uri::from_maybe_shared(Bytes::from(target))?)
+        .version(match scope.http_version {
+            HttpVersion::Http10 => http::Version::HTTP_10,
+            HttpVersion::Http11 => http::Version::HTTP_11,
+            HttpVersion::Http2 => http::Version::HTTP_2,
+        })
+        .body(body)?;
+    let headers = request.headers_mut();
+    headers.reserve(scope.headers.len());
+    for (name, value) in scope.headers.iter() {
+        headers.append(
+            HeaderName::from_bytes(name)?,
+            HeaderValue::from_maybe_shared(value.clone())?,
+        );
+    }
+    let extensions = request.extensions_mut();
+    if let Some(client) = scope.client {
+        extensions.insert(ClientAddr(client));
+    }
+    if let Some(state) = &scope.state {
+        extensions.insert(state.clone());
+    }
+    extensions.insert(ScopeInfo(scope));
+    Ok(request)
+}
+
+/// The request body of a [`ServiceApp`] request: the scope's `http.request`
+/// (or `sse.request`) events as `http_body` frames. A client that leaves
+/// mid-body ends it with an error.
+#[derive(Debug)]
+pub struct RequestBody {
+    receive: Option<Receiver>,
+}
+
+impl RequestBody {
+    fn new(receive: Receiver) -> Self {
+        RequestBody {
+            receive: Some(receive),
+        }
+    }
+}
+
+/// The client left before the request body ended.
+#[derive(Debug)]
+struct ClientLeft;
+
+impl std::fmt::Display for ClientLeft {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("client disconnected during the request body")
+    }
+}
+
+impl std::error::Error for ClientLeft {}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            let Some(receive) = self.receive.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let (body, more) = match std::task::ready!(receive.poll_recv(cx)) {
+                ReceiveEvent::HttpRequest { body, more }
+                | ReceiveEvent::SseRequest { body, more } => (body, more),
+                e if e.is_disconnect() => {
+                    self.receive = None;
+                    return Poll::Ready(Some(Err(ClientLeft.into())));
+                }
+                _ => continue,
+            };
+            if !more {
+                // The app side keeps nothing: the disconnect is the
+                // server's to report through `send`.
+                self.receive = None;
+            }
+            if !body.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(body))));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.receive.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}

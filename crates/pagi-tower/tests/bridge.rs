@@ -1,0 +1,328 @@
+//! Both bridges over real sockets, with a plain HTTP/1.1 client written
+//! here (independent of hyper, axum and pagi-server): an axum `Router` on
+//! pagi-server, and PAGI apps nested in an axum `Router` on `axum::serve`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::Extension;
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http_body::Frame;
+use pagi::{http, sse, BoxError, Receiver, Scope, Sender};
+use pagi_server::{Config, LifespanMode, Listen, Server};
+use pagi_tower::{ClientAddr, PagiService, ScopeInfo, ServiceApp};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+const STEP: Duration = Duration::from_secs(10);
+
+/// One response read to EOF: status, lower-cased headers, de-chunked body,
+/// trailers.
+#[derive(Debug, Default)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    trailers: Vec<(String, String)>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn fields(block: &str) -> Vec<(String, String)> {
+    block
+        .split("\r\n")
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect()
+}
+
+/// Send `request` (which must say `Connection: close`) and read the reply.
+async fn exchange(addr: SocketAddr, request: &str) -> Reply {
+    let work = async {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        raw
+    };
+    let raw = tokio::time::timeout(STEP, work)
+        .await
+        .expect("reply in time");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let (status_line, rest) = head.split_once("\r\n").unwrap_or((&head, ""));
+    let mut reply = Reply {
+        status: status_line.split(' ').nth(1).unwrap().parse().unwrap(),
+        headers: fields(rest),
+        ..Reply::default()
+    };
+    let mut body = &raw[split + 4..];
+    if reply.header("transfer-encoding") == Some("chunked") {
+        loop {
+            let line_end = body.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap().trim(), 16)
+                    .unwrap();
+            body = &body[line_end + 2..];
+            if size == 0 {
+                reply.trailers = fields(&String::from_utf8_lossy(body));
+                break;
+            }
+            reply.body.extend_from_slice(&body[..size]);
+            body = &body[size + 2..];
+        }
+    } else {
+        reply.body = body.to_vec();
+    }
+    reply
+}
+
+/// Two data frames, then trailers; no size known in advance.
+struct Chunked(Vec<Frame<Bytes>>);
+
+impl http_body::Body for Chunked {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(if self.0.is_empty() {
+            None
+        } else {
+            Some(Ok(self.0.remove(0)))
+        })
+    }
+}
+
+fn router() -> Router {
+    Router::new()
+        .route("/", get(|| async { "hello from axum" }))
+        .route("/echo", post(|body: Bytes| async move { body }))
+        .route(
+            "/who",
+            get(
+                |Extension(client): Extension<ClientAddr>,
+                 Extension(scope): Extension<ScopeInfo>| async move {
+                    format!("{} {} {}", client.0.ip(), scope.0.scheme, scope.0.method)
+                },
+            ),
+        )
+        .route(
+            "/trailers",
+            get(|| async {
+                let mut trailers = axum::http::HeaderMap::new();
+                trailers.insert("x-checksum", "abc".parse().unwrap());
+                axum::body::Body::new(Chunked(vec![
+                    Frame::data(Bytes::from_static(b"one,")),
+                    Frame::data(Bytes::from_static(b"two")),
+                    Frame::trailers(trailers),
+                ]))
+            }),
+        )
+}
+
+#[tokio::test]
+async fn an_axum_router_runs_on_pagi_server() {
+    let config = Config {
+        listen: vec![Listen::tcp("127.0.0.1:0".parse().unwrap())],
+        // A tower service has no lifespan: the bridge acknowledges it.
+        lifespan: LifespanMode::On,
+        ..Config::default()
+    };
+    let server = Server::bind(config, pagi::app_fn(ServiceApp::new(router())))
+        .await
+        .unwrap();
+    let handle = server.handle();
+    let addr = handle.local_addr().unwrap();
+    let task = tokio::spawn(server.run_until(std::future::pending()));
+
+    let r = exchange(
+        addr,
+        "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "hello from axum"));
+    assert_eq!(r.header("content-length"), Some("15"));
+
+    let r = exchange(addr, "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "hello world"));
+
+    let r = exchange(
+        addr,
+        "GET /who HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "127.0.0.1 http GET"));
+
+    let r = exchange(
+        addr,
+        "GET /trailers HTTP/1.1\r\nHost: t\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "one,two"));
+    assert_eq!(r.trailers, [("x-checksum".to_owned(), "abc".to_owned())]);
+
+    let r = exchange(
+        addr,
+        "GET /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 404);
+
+    // An event-stream request is an sse scope; the router's plain answer
+    // goes out as the scope's declining response.
+    let r = exchange(
+        addr,
+        "GET / HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "hello from axum"));
+
+    // No WebSocket upgrade through a tower service: refused.
+    let r = exchange(addr, "GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await;
+    assert_eq!(r.status, 403);
+
+    handle.shutdown();
+    tokio::time::timeout(STEP, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+/// A PAGI app for the axum side: echo what the scope says, stream SSE, or
+/// push until the client leaves.
+async fn pagi_app(
+    scope: Scope,
+    mut receive: Receiver,
+    send: Sender,
+    left: mpsc::UnboundedSender<u32>,
+) -> Result<(), BoxError> {
+    match scope {
+        Scope::Sse(_) => {
+            let stream = sse::start(&send).await?;
+            for n in 1..=3 {
+                stream
+                    .send(sse::Event::new(format!("tick {n}")).event("tick"))
+                    .await?;
+            }
+            stream.close().await?;
+        }
+        Scope::Http(_) if scope.path() == "/forever" => {
+            let mut body =
+                http::stream(&send, 200, [("content-type", "text/plain")], false).await?;
+            let mut n = 0;
+            loop {
+                tokio::select! {
+                    () = body.closed() => break,
+                    () = tokio::time::sleep(Duration::from_millis(5)) => {
+                        body.write("more\n").await?;
+                        n += 1;
+                    }
+                }
+            }
+            let _ = left.send(n);
+        }
+        Scope::Http(_) => {
+            let body = http::read_body(&mut receive, 1024).await?;
+            let answer = format!(
+                "{} {} q={:?} body={}",
+                scope.method().unwrap_or("-"),
+                scope.path(),
+                scope.query().get("q"),
+                String::from_utf8_lossy(&body)
+            );
+            http::Response::text(201, answer).send(&send).await?;
+        }
+        other => return Err(pagi::unsupported_scope(&other)),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_pagi_app_runs_inside_axum() {
+    let (left_tx, mut left) = mpsc::unbounded_channel();
+    let app =
+        pagi::app_fn(move |scope, receive, send| pagi_app(scope, receive, send, left_tx.clone()));
+    let failing = pagi::app_fn(|_: Scope, _: Receiver, _: Sender| async { Err::<(), _>("no") });
+    let router = Router::new()
+        .route("/axum", get(|| async { "axum here" }))
+        .nest_service("/pagi", PagiService::new(app))
+        .nest_service("/broken", PagiService::new(failing));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let r = exchange(
+        addr,
+        "GET /axum HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "axum here"));
+
+    let r = exchange(addr, "POST /pagi/items?q=a+b HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nConnection: close\r\n\r\nping").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (201, "POST /items q=Some(\"a b\") body=ping")
+    );
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+
+    let r = exchange(addr, "GET /pagi/events HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    assert_eq!(
+        r.text(),
+        "event: tick\ndata: tick 1\n\nevent: tick\ndata: tick 2\n\nevent: tick\ndata: tick 3\n\n"
+    );
+
+    let r = exchange(
+        addr,
+        "GET /broken HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 500);
+
+    // A client that leaves mid-stream ends the app's push loop.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /pagi/forever HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 64];
+    let n = tokio::time::timeout(STEP, stream.read(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    drop(stream);
+    let pushed = tokio::time::timeout(STEP, left.recv())
+        .await
+        .expect("the app saw the client leave");
+    assert!(pushed.unwrap() >= 1);
+
+    server.abort();
+}
