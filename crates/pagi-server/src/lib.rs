@@ -46,6 +46,7 @@ mod lifespan;
 mod listener;
 mod read_pool;
 mod server;
+pub mod testing;
 mod timer;
 mod when_woken;
 mod wire;

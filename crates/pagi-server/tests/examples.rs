@@ -286,54 +286,6 @@ async fn request_body_collects_chunks_that_arrive_apart() {
 // ---------------------------------------------------------------------------
 
 #[tokio::test]
-async fn sse_broadcaster_page_and_plain_requests() {
-    let server = TestServer::start(pagi::app_fn(ex::sse_broadcaster::app)).await;
-    let (page, _) = http_raw(server.addr, &get("/", "")).await;
-    assert_eq!(page.status, 200);
-    assert_eq!(
-        page.header("content-type"),
-        Some("text/html; charset=utf-8")
-    );
-    let html = page.body_text();
-    assert!(html.contains("new EventSource(\"/events\""), "{html}");
-    assert!(html.contains("addEventListener(\"update\""), "{html}");
-    let (other, _) = http_raw(server.addr, &get("/elsewhere", "")).await;
-    assert_eq!(other.status, 404);
-}
-
-#[tokio::test]
-async fn sse_broadcaster_streams_numbered_updates_then_done() {
-    let server = TestServer::start(pagi::app_fn(ex::sse_broadcaster::app)).await;
-    let started = Instant::now();
-    let mut sse = SseClient::connect(server.addr, "/events?n=3", "").await;
-    assert_eq!(sse.head.status, 200);
-    assert_eq!(sse.head.header("content-type"), Some("text/event-stream"));
-    let events = sse.all_events().await;
-    let expect = |n: u32| SseEvent {
-        event: Some("update".into()),
-        data: format!("update {n} of 3"),
-        id: Some(n.to_string()),
-    };
-    assert_eq!(events.len(), 4, "{events:?}");
-    assert_eq!(events[..3], [expect(1), expect(2), expect(3)]);
-    assert_eq!(events[3].event.as_deref(), Some("done"));
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(900),
-        "3 updates 500 ms apart took {took:?}"
-    );
-}
-
-#[tokio::test]
-async fn sse_broadcaster_resumes_after_last_event_id() {
-    let server = TestServer::start(pagi::app_fn(ex::sse_broadcaster::app)).await;
-    let mut sse = SseClient::connect(server.addr, "/events?n=3", "Last-Event-ID: 2\r\n").await;
-    let events = sse.all_events().await;
-    let ids: Vec<_> = events.iter().map(|e| e.id.as_deref()).collect();
-    assert_eq!(ids, [Some("3"), None], "{events:?}");
-}
-
-#[tokio::test]
 async fn sse_broadcaster_stops_on_disconnect() {
     let server = TestServer::start(pagi::app_fn(ex::sse_broadcaster::app)).await;
     let mut sse = SseClient::connect(server.addr, "/events?n=100", "").await;
@@ -348,36 +300,6 @@ async fn sse_broadcaster_stops_on_disconnect() {
 // ---------------------------------------------------------------------------
 // 06-lifespan-state
 // ---------------------------------------------------------------------------
-
-#[tokio::test]
-async fn lifespan_state_reaches_requests_and_shutdown_completes() {
-    let app = pagi::app_fn(ex::lifespan_state::app);
-    let server = TestServer::start_with(with_lifespan(LifespanMode::On), app).await;
-    for n in 1..=2 {
-        let (resp, _) = http_raw(server.addr, &get("/", "")).await;
-        assert_eq!(resp.status, 200);
-        assert_eq!(
-            resp.body_text(),
-            format!(
-                "{}\nrequest #{n} since startup\n",
-                ex::lifespan_state::GREETING
-            )
-        );
-    }
-    // The test config allows 5 s: a lifespan that never answered
-    // `lifespan.shutdown` would take that long.
-    let t = Instant::now();
-    server.shutdown(STEP).await;
-    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
-}
-
-#[tokio::test]
-async fn lifespan_state_without_lifespan_says_so() {
-    let server = TestServer::start(pagi::app_fn(ex::lifespan_state::app)).await; // lifespan off
-    let (resp, _) = http_raw(server.addr, &get("/", "")).await;
-    assert_eq!(resp.status, 503);
-    assert!(resp.body_text().contains("without lifespan"), "{resp:?}");
-}
 
 // ---------------------------------------------------------------------------
 // 12-utf8
@@ -709,25 +631,6 @@ async fn event_middleware_default_app_ticks_every_second() {
 // ---------------------------------------------------------------------------
 // mini-framework
 // ---------------------------------------------------------------------------
-
-#[tokio::test]
-async fn mini_framework_routes_params_and_404() {
-    let server = TestServer::start(pagi::app_fn(ex::mini_framework::app)).await;
-    let cases: [(&str, &str, u16, &str); 6] = [
-        ("GET", "/", 200, "Hello from Nano!"),
-        ("GET", "/hello/Ada", 200, "Hello, Ada!\n"),
-        ("GET", "/hello/caf%C3%A9", 200, "Hello, café!\n"),
-        ("GET", "/hello", 404, "Not found: /hello\n"),
-        ("POST", "/hello/Ada", 404, "Not found"),
-        ("GET", "/slow/soon", 400, "milliseconds"),
-    ];
-    for (method, path, status, text) in cases {
-        let req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        let (resp, _) = http_raw(server.addr, req.as_bytes()).await;
-        assert_eq!(resp.status, status, "{method} {path}: {resp:?}");
-        assert!(resp.body_text().contains(text), "{method} {path}: {resp:?}");
-    }
-}
 
 #[tokio::test]
 async fn mini_framework_slow_handlers_run_concurrently() {
