@@ -54,7 +54,7 @@ pub mod bidirectional_websocket;
 pub mod mini_framework;
 
 /// One bundled example.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub struct Example {
     /// Folder name, e.g. `18-bidirectional-websocket`.
     pub name: &'static str,

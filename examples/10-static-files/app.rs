@@ -94,7 +94,7 @@ async fn serve(
         return send_head(&send, 304, headers).await;
     }
     // A range applies unless If-Range names another version.
-    let range = header("range").filter(|_| header("if-range").map_or(true, |tag| tag == etag));
+    let range = header("range").filter(|_| header("if-range").is_none_or(|tag| tag == etag));
     let (status, offset, length) = match range.map(|r| parse_range(&r, len)) {
         None | Some(Range::Ignore) => (200, 0, len),
         Some(Range::Unsatisfiable) => {

@@ -186,7 +186,7 @@ async fn stream(sse: &HttpScope, mut receive: Receiver, send: Sender) -> Result<
     })
     .await?;
     let mut sent = 0u64;
-    while limit.map_or(true, |l| sent < l) {
+    while limit.is_none_or(|l| sent < l) {
         let event = tokio::select! {
             r = sub.recv() => r,
             _ = client_gone(&mut receive) => return Ok(()),

@@ -35,6 +35,7 @@ pub fn with_ticks<A: App>(inner: A, every: Duration) -> WithTicks<A> {
 }
 
 /// The app [`with_ticks`] makes.
+#[derive(Debug)]
 pub struct WithTicks<A> {
     inner: A,
     every: Duration,
@@ -58,6 +59,7 @@ impl<A: App> App for WithTicks<A> {
 }
 
 /// A `receive` that merges the client's events with a timer's ticks.
+#[derive(Debug)]
 pub struct TickSource {
     client: Receiver,
     every: Duration,

@@ -21,6 +21,7 @@ use pagi::{BoxError, BoxFuture, Headers, ReceiveEvent, Receiver, Scope, SendEven
 // ----------------------------------------------------------------- Nano ---
 
 /// What a handler gets: the route's path parameters and the request body.
+#[derive(Debug)]
 pub struct Request {
     /// Values of the route's `:name` segments (percent-decoded).
     pub params: HashMap<String, String>,
@@ -29,6 +30,7 @@ pub struct Request {
 }
 
 /// What a handler returns: a status and a plain-text body.
+#[derive(Debug)]
 pub struct Response(pub u16, pub String);
 
 type Handler = Box<dyn Fn(Request) -> BoxFuture<Response> + Send + Sync>;
@@ -36,6 +38,13 @@ type Handler = Box<dyn Fn(Request) -> BoxFuture<Response> + Send + Sync>;
 /// A router: routes are tried in the order they were added.
 #[derive(Default)]
 pub struct Nano(Vec<(&'static str, Vec<&'static str>, Handler)>);
+
+impl std::fmt::Debug for Nano {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let routes: Vec<_> = self.0.iter().map(|(method, path, _)| (method, path)).collect();
+        f.debug_struct("Nano").field("routes", &routes).finish()
+    }
+}
 
 impl Nano {
     /// Add a route: a method, a path pattern whose `:name` segments

@@ -105,6 +105,24 @@ pub struct Server {
     handle: ServerHandle,
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listen", &self.handle.addrs)
+            .field("lifespan", &self.lifespan.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("listen", &self.addrs)
+            .field("live_connections", &self.live_connections())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Server {
     /// Run the lifespan startup, then bind every listener of
     /// `config.listen` (loading their TLS files). Fails if the app sends

@@ -22,7 +22,7 @@ use std::task::{Context, Poll, Waker};
 
 use crate::{EventSink, EventSource, ReceiveEvent, Receiver, SendError, SendEvent, Sender};
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 struct Inbox {
     events: VecDeque<ReceiveEvent>,
     /// Returned forever once `events` is empty and the feed is closed.
@@ -31,7 +31,7 @@ struct Inbox {
 }
 
 /// Feeds events to the [`Receiver`] made by [`pair`].
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Feed(Arc<Mutex<Inbox>>);
 
 impl Feed {
@@ -84,6 +84,16 @@ struct Outbox {
 /// Collects what the app sent through the [`Sender`] made by [`pair`].
 #[derive(Clone)]
 pub struct Sent(Arc<Mutex<Outbox>>);
+
+impl std::fmt::Debug for Sent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let out = self.0.lock().unwrap();
+        f.debug_struct("Sent")
+            .field("events", &out.events.len())
+            .field("closed", &out.closed)
+            .finish()
+    }
+}
 
 impl Sent {
     /// Take every event sent so far, making room for more.

@@ -443,7 +443,7 @@ impl AppBody {
     /// it with END_STREAM rather than an empty frame after it.
     fn give(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.report_in_flight();
-        let complete = self.limit.map_or(true, |n| self.sent >= n);
+        let complete = self.limit.is_none_or(|n| self.sent >= n);
         if self.done && self.queue.is_empty() && self.file.is_none() && complete {
             self.complete();
         }
