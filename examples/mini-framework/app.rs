@@ -41,7 +41,11 @@ pub struct Nano(Vec<(&'static str, Vec<&'static str>, Handler)>);
 
 impl std::fmt::Debug for Nano {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let routes: Vec<_> = self.0.iter().map(|(method, path, _)| (method, path)).collect();
+        let routes: Vec<_> = self
+            .0
+            .iter()
+            .map(|(method, path, _)| (method, path))
+            .collect();
         f.debug_struct("Nano").field("routes", &routes).finish()
     }
 }

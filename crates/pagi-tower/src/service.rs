@@ -551,18 +551,6 @@ impl std::fmt::Debug for ResponseBody {
     }
 }
 
-/// The app failed after its response started.
-#[derive(Debug)]
-struct AppFailed;
-
-impl std::fmt::Display for AppFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the PAGI app failed during its response")
-    }
-}
-
-impl std::error::Error for AppFailed {}
-
 impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -588,7 +576,7 @@ impl Body for ResponseBody {
             shared.conn.disconnect("server_error");
             shared.transport.close();
             return Poll::Ready(if inner.failed {
-                Some(Err(AppFailed.into()))
+                Some(Err("the PAGI app failed during its response".into()))
             } else {
                 None
             });

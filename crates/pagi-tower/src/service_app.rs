@@ -267,18 +267,6 @@ impl RequestBody {
     }
 }
 
-/// The client left before the request body ended.
-#[derive(Debug)]
-struct ClientLeft;
-
-impl std::fmt::Display for ClientLeft {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("client disconnected during the request body")
-    }
-}
-
-impl std::error::Error for ClientLeft {}
-
 impl Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;
@@ -296,7 +284,9 @@ impl Body for RequestBody {
                 | ReceiveEvent::SseRequest { body, more } => (body, more),
                 e if e.is_disconnect() => {
                     self.receive = None;
-                    return Poll::Ready(Some(Err(ClientLeft.into())));
+                    return Poll::Ready(Some(Err(
+                        "client disconnected during the request body".into()
+                    )));
                 }
                 _ => continue,
             };
