@@ -136,6 +136,7 @@ async fn mistakes_then_answer(
     scope: Scope,
     mut receive: Receiver,
     send: Sender,
+    closed_after: mpsc::UnboundedSender<bool>,
 ) -> Result<(), BoxError> {
     let mut report = Vec::new();
     let e = send.send(SendEvent::text("x")).await.unwrap_err();
@@ -171,13 +172,18 @@ async fn mistakes_then_answer(
     http::Response::text(200, report.join("\n"))
         .send(&send)
         .await?;
-    within(STEP, "closed after the response", send.closed()).await;
+    let closed = tokio::time::timeout(STEP, send.closed()).await.is_ok();
+    let _ = closed_after.send(closed && send.is_closed());
     Ok(())
 }
 
 #[tokio::test]
 async fn send_errors_are_classified_and_accessors_read_the_request() {
-    let server = TestServer::start(pagi::app_fn(mistakes_then_answer)).await;
+    let (closed_tx, mut closed_after) = mpsc::unbounded_channel();
+    let app = pagi::app_fn(move |scope, receive, send| {
+        mistakes_then_answer(scope, receive, send, closed_tx.clone())
+    });
+    let server = TestServer::start(app).await;
     let request = b"POST /a%20b?tag=x&tag=y+z&name=J%C3%BCrgen HTTP/1.1\r\nHost: example\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
     let (resp, _) = http_raw(server.addr, request).await;
     assert_eq!(resp.status, 200);
@@ -187,6 +193,12 @@ async fn send_errors_are_classified_and_accessors_read_the_request() {
          body before start: out_of_order=true\n\
          CRLF in a header: invalid=true\n\
          POST /a b tags=[\"x\", \"y z\"] name=Some(\"Jürgen\") host=Some(\"example\") body=hello"
+    );
+    let closed = within(STEP, "the app's report", closed_after.recv()).await;
+    assert_eq!(
+        closed,
+        Some(true),
+        "send.closed() resolves once the response is out"
     );
     server.shutdown(STEP).await;
 }

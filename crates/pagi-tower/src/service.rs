@@ -123,18 +123,25 @@ where
         let app = self.app.call(scope, receive, Sender::new(shared.clone()));
         let task_shared = shared.clone();
         tokio::spawn(async move {
+            // A panicking app counts as a failed one (the guard reports it
+            // while unwinding), so the request never hangs on it.
+            let returned = AppReturn(Some(task_shared));
             let failed = app.await.is_err();
-            task_shared.app_returned(failed);
+            returned.report(failed);
         });
         Box::pin(async move {
+            // Until the head is here, dropping this future (a reset
+            // stream, a timeout layer) is the client leaving.
+            let waiting = Waiting(Some(shared));
             let head = head_rx.await.ok();
-            let body = ResponseBody {
-                shared,
-                keepalive: None,
-                finished: false,
-            };
+            let shared = waiting.done();
             Ok(match head {
                 Some((status, headers)) => {
+                    let body = ResponseBody {
+                        shared,
+                        keepalive: None,
+                        finished: false,
+                    };
                     let mut response = http::Response::new(body);
                     *response.status_mut() = status;
                     *response.headers_mut() = headers;
@@ -142,13 +149,57 @@ where
                 }
                 None => {
                     // The app ended (or failed) without a response.
-                    body.shared.conn.disconnect("server_error");
+                    shared.conn.disconnect("server_error");
+                    shared.transport.close();
+                    let body = ResponseBody {
+                        shared,
+                        keepalive: None,
+                        finished: true,
+                    };
                     let mut response = http::Response::new(body);
                     *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
                     response
                 }
             })
         })
+    }
+}
+
+/// Reports the app's end to the exchange, also when it panicked.
+struct AppReturn(Option<Arc<Shared>>);
+
+impl AppReturn {
+    fn report(mut self, failed: bool) {
+        if let Some(shared) = self.0.take() {
+            shared.app_returned(failed);
+        }
+    }
+}
+
+impl Drop for AppReturn {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.app_returned(true);
+        }
+    }
+}
+
+/// The service future waiting for the head; dropped early, it ends the
+/// exchange for the app (`client_closed`).
+struct Waiting(Option<Arc<Shared>>);
+
+impl Waiting {
+    fn done(mut self) -> Arc<Shared> {
+        self.0.take().expect("taken once")
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.take() {
+            shared.conn.disconnect("client_closed");
+            shared.transport.close();
+        }
     }
 }
 
@@ -207,6 +258,8 @@ enum Stage {
     /// `http.response.start` sent: body events follow (then trailers, if
     /// announced).
     Body { trailers: bool },
+    /// The body ended; the announced trailers are due.
+    Trailers,
     /// `sse.start` sent: events follow.
     Events,
     /// `sse.http.response.start` sent: its body follows.
@@ -277,10 +330,12 @@ impl Shared {
                 inner.head_tx = None;
             }
             Stage::Done => {}
-            _ if failed => {
-                inner.failed = true;
-                inner.release_head();
+            // Failed before anything was committed: the future answers 500.
+            _ if failed && inner.head_tx.is_some() => {
+                inner.head = None;
+                inner.head_tx = None;
             }
+            _ if failed => inner.failed = true,
             _ => {
                 inner.stage = Stage::Done;
                 inner.release_head();
@@ -334,7 +389,7 @@ impl Shared {
         }
         if !more {
             inner.stage = if trailers {
-                Stage::Body { trailers }
+                Stage::Trailers
             } else {
                 Stage::Done
             };
@@ -377,11 +432,7 @@ impl EventSink for Shared {
                 self.body(&mut inner, data, more, trailers && !more);
                 Ok(())
             }
-            (
-                SendEvent::HttpResponseTrailers { headers },
-                Stage::Body { trailers: true },
-                false,
-            ) => {
+            (SendEvent::HttpResponseTrailers { headers }, Stage::Trailers, false) => {
                 let mut map = HeaderMap::with_capacity(headers.len());
                 for (name, value) in headers.iter() {
                     map.append(
@@ -569,6 +620,13 @@ impl Body for ResponseBody {
                 inner.bytes -= d.len();
             }
             shared.transport.set_buffered(inner.bytes);
+            if inner.stage == Stage::Done && inner.frames.is_empty() {
+                // The last frame: hyper may not poll again (a known length
+                // is satisfied), so the request completes here.
+                self.finished = true;
+                shared.conn.mark_complete();
+                shared.transport.close();
+            }
             return Poll::Ready(Some(Ok(frame)));
         }
         if inner.failed || inner.head_tx.is_none() && inner.stage == Stage::Init {
@@ -588,8 +646,14 @@ impl Body for ResponseBody {
             return Poll::Ready(None);
         }
         inner.body_waker = Some(cx.waker().clone());
-        // SSE keepalive comments, on the body's own clock.
-        let wanted = inner.keepalive.clone();
+        // SSE keepalive comments, on the body's own clock, while the
+        // event stream runs (never into a declining response).
+        let wanted = if inner.stage == Stage::Events {
+            inner.keepalive.clone()
+        } else {
+            self.keepalive = None;
+            None
+        };
         drop(inner);
         let current = self.keepalive.as_ref().map(|k| k.2);
         if let Some((interval, comment, generation)) = wanted {
@@ -612,7 +676,10 @@ impl Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.finished
+        self.finished || {
+            let inner = self.shared.lock();
+            inner.stage == Stage::Done && inner.frames.is_empty()
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -629,8 +696,17 @@ impl Body for ResponseBody {
 impl Drop for ResponseBody {
     fn drop(&mut self) {
         if !self.finished {
-            // hyper let go of the body before its end: the client left.
-            self.shared.conn.disconnect("client_closed");
+            // A response the app finished was all hyper wanted (a HEAD, a
+            // known length); otherwise hyper let go early: the client left.
+            let done = {
+                let inner = self.shared.lock();
+                inner.stage == Stage::Done && !inner.failed
+            };
+            if done {
+                self.shared.conn.mark_complete();
+            } else {
+                self.shared.conn.disconnect("client_closed");
+            }
             self.shared.transport.close();
         }
     }

@@ -326,3 +326,70 @@ async fn a_pagi_app_runs_inside_axum() {
 
     server.abort();
 }
+
+/// Regressions from review: a whole response completes (on_complete, not
+/// on_disconnect) even though hyper stops polling at the known length, and
+/// for HEAD; a panicking app, or one failing after the start but before any
+/// body, gets a 500 instead of a hung request or a broken 200.
+#[tokio::test]
+async fn pagi_service_completes_whole_responses_and_answers_500_for_failures() {
+    let (tx, mut ends) = mpsc::unbounded_channel::<String>();
+    let app = pagi::app_fn(move |scope: Scope, _: Receiver, send: Sender| {
+        let tx = tx.clone();
+        async move {
+            if let Some(conn) = scope.connection() {
+                let (a, b) = (tx.clone(), tx.clone());
+                conn.on_complete(move || {
+                    let _ = a.send("complete".into());
+                });
+                conn.on_disconnect(move |why| {
+                    let _ = b.send(format!("disconnect {why}"));
+                });
+            }
+            match scope.path() {
+                "/panic" => panic!("app bug"),
+                "/fail-after-start" => {
+                    send.send(pagi::SendEvent::response_start(200, pagi::Headers::new()))
+                        .await?;
+                    Err("failed before the body".into())
+                }
+                _ => {
+                    http::Response::text(200, "hello").send(&send).await?;
+                    Ok::<(), BoxError>(())
+                }
+            }
+        }
+    });
+    let router = Router::new().fallback_service(PagiService::new(app));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    for method in ["GET", "HEAD"] {
+        let r = exchange(
+            addr,
+            &format!("{method} /whole HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{method}");
+        let end = tokio::time::timeout(STEP, ends.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(end, "complete", "{method}");
+    }
+    for path in ["/panic", "/fail-after-start"] {
+        let r = exchange(
+            addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(r.status, 500, "{path}");
+        let end = tokio::time::timeout(STEP, ends.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(end, "disconnect server_error", "{path}");
+    }
+    server.abort();
+}

@@ -141,7 +141,9 @@ impl EventSink for Sent {
         if out.closed {
             return Poll::Ready(());
         }
-        out.close_waiters.push(cx.waker().clone());
+        if !out.close_waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            out.close_waiters.push(cx.waker().clone());
+        }
         Poll::Pending
     }
 

@@ -423,14 +423,14 @@ impl Half {
     }
 }
 
-/// Wake the app's `receive` or the driver, unless the session task is
-/// polling right now and the waker is that task's: then mark that half
-/// dirty.
 /// The session ended: release the app's `send.closed()` waiters.
 fn wake_closed(inner: &mut Inner) {
     inner.closed_wakers.drain(..).for_each(Waker::wake);
 }
 
+/// Wake the app's `receive` or the driver, unless the session task is
+/// polling right now and the waker is that task's: then mark that half
+/// dirty.
 fn notify(inner: &mut Inner, half: Half) {
     let slot = match half {
         Half::App => &mut inner.recv_waker,
