@@ -9,12 +9,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use pagi::{SharedApp, State};
+use pagi::{Extensions, PagiInfo, RequestInfo, SharedApp, State, Transport};
 use tokio::sync::{watch, Notify};
 
 use crate::access_log::AccessLog;
 use crate::budget::BufferBudget;
+use crate::listener::ConnInfo;
 use crate::when_woken::WhenWoken;
+use crate::wire::request::RequestHead;
 use crate::Config;
 
 /// Where the server is in its life; connections watch it.
@@ -37,6 +39,39 @@ pub(crate) struct Ctx {
     /// Bytes held on clients' behalf, process-wide (`max_buffered_bytes`).
     pub(crate) budget: Arc<BufferBudget>,
     pub(crate) access_log: Option<AccessLog>,
+}
+
+impl Ctx {
+    /// What every request scope of `head` shares: the client and whether
+    /// it came over TLS (`schemes` = plain, secure; a trusted proxy's
+    /// headers count), the listener, the mount point and the lifespan state.
+    pub(crate) fn request_info(
+        &self,
+        head: RequestHead,
+        info: &ConnInfo,
+        (plain, secure): (&'static str, &'static str),
+        extensions: Extensions,
+        transport: Transport,
+    ) -> RequestInfo {
+        let (client, tls) = info.identity(&head.headers, &self.config.proxy);
+        // Every field spelled out, nothing from `Default`.
+        RequestInfo {
+            pagi: PagiInfo::default(),
+            http_version: head.http_version,
+            scheme: std::borrow::Cow::Borrowed(if tls { secure } else { plain }),
+            path: head.path,
+            raw_path: head.raw_path,
+            query_string: head.query_string,
+            root_path: self.config.root_path.clone(),
+            headers: head.headers,
+            client,
+            server: Some(info.local.clone()),
+            state: self.state.clone(),
+            extensions,
+            transport: Some(transport),
+            custom: State::default(),
+        }
+    }
 }
 
 /// The count of live connections (including apps still running after

@@ -34,6 +34,7 @@
 //! upgrade outside hyper (a WebSocket scope goes to the PAGI app given with
 //! [`ServiceApp::websocket`], or is refused with 403).
 
+mod headers;
 mod service;
 mod service_app;
 

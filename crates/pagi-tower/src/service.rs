@@ -8,7 +8,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderValue};
+
+use crate::headers::{to_map, to_pagi};
 use http_body::{Body, Frame, SizeHint};
 use pagi::server::{ConnectionControl, TransportControl};
 use pagi::{
@@ -89,11 +91,8 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let (parts, body) = request.into_parts();
-        let sse = parts
-            .headers
-            .get_all(http::header::ACCEPT)
-            .iter()
-            .any(|v| wants_event_stream(v.as_bytes()));
+        let headers = to_pagi(&parts.headers);
+        let sse = pagi::sse_wire::wants_event_stream(&headers);
         let (head_tx, head_rx) = oneshot::channel();
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -110,7 +109,7 @@ where
             transport: TransportControl::new(self.high_water_mark, self.low_water_mark),
             sse,
         });
-        let scope = scope_of(&parts, self.state.clone(), &shared);
+        let scope = scope_of(&parts, headers, self.state.clone(), &shared);
         let scope = if sse {
             Scope::Sse(Box::new(scope))
         } else {
@@ -203,27 +202,16 @@ impl Drop for Waiting {
     }
 }
 
-fn wants_event_stream(accept: &[u8]) -> bool {
-    accept.split(|&b| b == b',').any(|media| {
-        let essence = media.split(|&b| b == b';').next().unwrap_or(b"");
-        essence
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"text/event-stream")
-    })
-}
-
-fn scope_of(parts: &http::request::Parts, state: Option<State>, shared: &Shared) -> HttpScope {
+fn scope_of(
+    parts: &http::request::Parts,
+    headers: Headers,
+    state: Option<State>,
+    shared: &Shared,
+) -> HttpScope {
     let raw_path = Bytes::copy_from_slice(parts.uri.path().as_bytes());
     let path = percent_encoding::percent_decode(&raw_path)
         .decode_utf8_lossy()
         .into_owned();
-    let mut headers = Headers::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        headers.push(
-            Bytes::copy_from_slice(name.as_str().as_bytes()),
-            Bytes::copy_from_slice(value.as_bytes()),
-        );
-    }
     HttpScope {
         info: RequestInfo {
             http_version: match parts.version {
@@ -357,15 +345,7 @@ impl Shared {
             .ok()
             .filter(|s| !s.is_informational())
             .ok_or_else(|| SendError::invalid(format!("Invalid status code {status}")))?;
-        let mut map = HeaderMap::with_capacity(headers.len());
-        for (name, value) in headers.iter() {
-            let name = HeaderName::from_bytes(name)
-                .map_err(|_| SendError::invalid("Invalid header name: not an HTTP token"))?;
-            let value = HeaderValue::from_maybe_shared(value.clone()).map_err(|_| {
-                SendError::invalid("Invalid header value: contains control characters")
-            })?;
-            map.append(name, value);
-        }
+        let mut map = to_map(headers, "header")?;
         if next == Stage::Events {
             for (name, value) in [
                 ("content-type", "text/event-stream"),
@@ -433,16 +413,7 @@ impl EventSink for Shared {
                 Ok(())
             }
             (SendEvent::HttpResponseTrailers { headers }, Stage::Trailers, false) => {
-                let mut map = HeaderMap::with_capacity(headers.len());
-                for (name, value) in headers.iter() {
-                    map.append(
-                        HeaderName::from_bytes(name)
-                            .map_err(|_| SendError::invalid("Invalid trailer name"))?,
-                        HeaderValue::from_maybe_shared(value.clone())
-                            .map_err(|_| SendError::invalid("Invalid trailer value"))?,
-                    );
-                }
-                inner.push(Frame::trailers(map));
+                inner.push(Frame::trailers(to_map(&headers, "trailer")?));
                 inner.stage = Stage::Done;
                 inner.release_head();
                 Ok(())
@@ -629,15 +600,11 @@ impl Body for ResponseBody {
             }
             return Poll::Ready(Some(Ok(frame)));
         }
-        if inner.failed || inner.head_tx.is_none() && inner.stage == Stage::Init {
+        if inner.failed {
             self.finished = true;
             shared.conn.disconnect("server_error");
             shared.transport.close();
-            return Poll::Ready(if inner.failed {
-                Some(Err("the PAGI app failed during its response".into()))
-            } else {
-                None
-            });
+            return Poll::Ready(Some(Err("the PAGI app failed during its response".into())));
         }
         if inner.stage == Stage::Done {
             self.finished = true;

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::headers::{to_map, to_pagi};
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use pagi::{
-    App, BoxError, BoxFuture, Headers, HttpScope, HttpVersion, ReceiveEvent, Receiver, Scope,
-    SendEvent, Sender, SharedApp,
+    App, BoxError, BoxFuture, HttpScope, HttpVersion, ReceiveEvent, Receiver, Scope, SendEvent,
+    Sender, SharedApp,
 };
 use tower_service::Service;
 
@@ -138,13 +138,7 @@ where
         .map_err(Into::into)?;
     let response = service.call(request).await.map_err(Into::into)?;
     let (parts, body) = response.into_parts();
-    let mut headers = Headers::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        headers.push(
-            Bytes::copy_from_slice(name.as_str().as_bytes()),
-            Bytes::copy_from_slice(value.as_bytes()),
-        );
-    }
+    let headers = to_pagi(&parts.headers);
     let status = parts.status.as_u16();
     let mut remaining = body.size_hint().exact();
     let trailers = trailers_ok && remaining.is_none();
@@ -198,13 +192,7 @@ where
     }
     send.send(chunk(Bytes::new(), false)).await?;
     if trailers {
-        let mut headers = Headers::new();
-        for (name, value) in last_trailers.iter().flatten() {
-            headers.push(
-                Bytes::copy_from_slice(name.as_str().as_bytes()),
-                Bytes::copy_from_slice(value.as_bytes()),
-            );
-        }
+        let headers = last_trailers.as_ref().map(to_pagi).unwrap_or_default();
         send.send(SendEvent::HttpResponseTrailers { headers })
             .await?;
     }
@@ -232,14 +220,7 @@ fn to_request(scope: HttpScope, body: RequestBody) -> Result<http::Request<Reque
             HttpVersion::Http2 => http::Version::HTTP_2,
         })
         .body(body)?;
-    let headers = request.headers_mut();
-    headers.reserve(scope.headers.len());
-    for (name, value) in scope.headers.iter() {
-        headers.append(
-            HeaderName::from_bytes(name)?,
-            HeaderValue::from_maybe_shared(value.clone())?,
-        );
-    }
+    *request.headers_mut() = to_map(&scope.headers, "header")?;
     let extensions = request.extensions_mut();
     if let Some(client) = scope.client {
         extensions.insert(ClientAddr(client));

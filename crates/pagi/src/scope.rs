@@ -55,12 +55,10 @@ impl Scope {
 
     /// `scope.pagi`: spec versions.
     pub fn pagi(&self) -> &PagiInfo {
-        match self.info() {
-            Some(info) => &info.pagi,
-            None => match self {
-                Scope::Lifespan(s) => &s.pagi,
-                _ => unreachable!("every other scope has request info"),
-            },
+        match self {
+            Scope::Http(s) | Scope::Sse(s) => &s.pagi,
+            Scope::WebSocket(s) => &s.pagi,
+            Scope::Lifespan(s) => &s.pagi,
         }
     }
 

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use pagi::server::TransportControl;
-use pagi::{HttpScope, PagiInfo, Receiver, RequestInfo, Scope, Sender, State};
+use pagi::{HttpScope, Receiver, Scope, Sender};
 
 use exchange::{AppDriver, Exchange, HttpSource};
 
@@ -36,28 +36,18 @@ pub(crate) fn start(
 ) -> Started {
     let cfg = &ctx.config;
     let sse = sse_wire::wants_event_stream(&head.headers);
-    let (client, secure) = info.identity(&head.headers, &cfg.proxy);
     let transport = TransportControl::new(cfg.ws_write_high_watermark, cfg.ws_write_low_watermark);
     let ex = Exchange::new(transport, if sse { "sse" } else { "http" });
     // Every field spelled out: `..HttpScope::default()` would build (and
     // drop) a throwaway `Connection` per request.
     let scope = Box::new(HttpScope {
-        info: RequestInfo {
-            pagi: PagiInfo::default(),
-            http_version: head.http_version,
-            scheme: Cow::Borrowed(if secure { "https" } else { "http" }),
-            path: head.path,
-            raw_path: head.raw_path,
-            query_string: head.query_string,
-            root_path: cfg.root_path.clone(),
-            headers: head.headers,
-            client,
-            server: Some(info.local.clone()),
-            state: ctx.state.clone(),
-            extensions: info.extensions(),
-            transport: Some(ex.transport.view()),
-            custom: State::default(),
-        },
+        info: ctx.request_info(
+            head,
+            info,
+            ("http", "https"),
+            info.extensions(),
+            ex.transport.view(),
+        ),
         method,
         connection: ex.conn.view(),
     });

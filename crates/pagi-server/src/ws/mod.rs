@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use pagi::server::TransportControl;
-use pagi::{BoxError, BoxFuture, Headers, Receiver, RequestInfo, Scope, Sender, WebSocketScope};
+use pagi::{BoxError, BoxFuture, Headers, Receiver, Scope, Sender, WebSocketScope};
 use pagi_ws::SessionConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -120,26 +120,11 @@ fn begin(head: RequestHead, ctx: &Arc<Ctx>, info: &ConnInfo) -> Begun {
         None
     };
     let subprotocols = handshake::subprotocols(&head.headers);
-    let (client, secure) = info.identity(&head.headers, &cfg.proxy);
     let transport = TransportControl::new(cfg.ws_write_high_watermark, cfg.ws_write_low_watermark);
     let mut extensions = info.extensions();
     extensions.insert("websocket.http.response", Default::default());
     let scope = WebSocketScope {
-        info: RequestInfo {
-            http_version: head.http_version,
-            scheme: std::borrow::Cow::Borrowed(if secure { "wss" } else { "ws" }),
-            path: head.path,
-            raw_path: head.raw_path,
-            query_string: head.query_string,
-            root_path: cfg.root_path.clone(),
-            headers: head.headers,
-            client,
-            server: Some(info.local.clone()),
-            state: ctx.state.clone(),
-            extensions,
-            transport: Some(transport.view()),
-            ..RequestInfo::default()
-        },
+        info: ctx.request_info(head, info, ("ws", "wss"), extensions, transport.view()),
         subprotocols: subprotocols.clone(),
     };
     let session_config = SessionConfig {
