@@ -8,16 +8,15 @@ mod common;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use common::{eof_within, http_raw, read_head_response, read_response, within, TestServer, STEP};
+use common::{
+    eof_within, http_raw, read_head_response, read_response, record_end, within, Ends, TestServer,
+    STEP,
+};
 use pagi::{Body, BoxError, Headers, ReceiveEvent, Receiver, Scope, SendEvent, Sender};
 use pagi_server::Config;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-
-/// What the app saw at the end of an exchange: its path and the
-/// connection's disconnect reason (`None` for a completed request).
-type Ends = mpsc::UnboundedReceiver<(String, Option<String>)>;
 
 /// One app for every case, chosen by path.
 fn app() -> (pagi::SharedApp, Ends) {
@@ -29,13 +28,7 @@ fn app() -> (pagi::SharedApp, Ends) {
                 return Err(pagi::unsupported_scope(&scope));
             };
             let path = http.path.clone();
-            // How the exchange ended, as `pagi.connection` reports it.
-            let (p1, t1) = (path.clone(), tx.clone());
-            http.connection
-                .on_disconnect(move |why| drop(t1.send((p1, Some(why.to_owned())))));
-            let (p2, t2) = (path.clone(), tx.clone());
-            http.connection
-                .on_complete(move || drop(t2.send((p2, None))));
+            record_end(&http.connection, &path, &tx);
             handle(&path, &http, &mut receive, &send).await
         }
     });

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::proto::{read_whole, ws_connect, ws_try, Client, Proto};
-use common::{within, TestServer, STEP};
+use common::{record_end, within, Ends, TestServer, STEP};
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use pagi::{BoxError, Headers, ReceiveEvent, Receiver, Scope, SendEvent, Sender};
@@ -18,10 +18,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Reports on what the app saw, by path.
-fn app() -> (
-    pagi::SharedApp,
-    mpsc::UnboundedReceiver<(String, Option<String>)>,
-) {
+fn app() -> (pagi::SharedApp, Ends) {
     let (tx, rx) = mpsc::unbounded_channel();
     let app = pagi::app_fn(move |scope: Scope, mut receive: Receiver, send: Sender| {
         let tx = tx.clone();
@@ -29,12 +26,7 @@ fn app() -> (
             match scope {
                 Scope::Http(http) => {
                     let path = http.path.clone();
-                    let (p1, t1) = (path.clone(), tx.clone());
-                    http.connection
-                        .on_disconnect(move |why| drop(t1.send((p1, Some(why.to_owned())))));
-                    let (p2, t2) = (path.clone(), tx.clone());
-                    http.connection
-                        .on_complete(move || drop(t2.send((p2, None))));
+                    record_end(&http.connection, &path, &tx);
                     let mut body = Vec::new();
                     loop {
                         match receive.recv().await {

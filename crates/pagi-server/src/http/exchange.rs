@@ -56,7 +56,7 @@ pub(crate) enum Out {
 
 impl Out {
     /// Body bytes it stands for.
-    fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         match self {
             Out::Data(b) => b.len() as u64,
             Out::File(f) => f.len,

@@ -33,7 +33,7 @@ use crate::http::exchange::{AppDriver, Exchange, Link, Out, SseTimers};
 use crate::http2::PREFACE;
 use crate::listener::{ConnInfo, Io};
 use crate::read_pool::{self, READ_CHUNK};
-use crate::timer::{poll_timer, Timer};
+use crate::timer::Timer;
 use crate::wire::h1::body::{BodyDecoder, Decoded};
 use crate::wire::h1::encode::{self, BodyFraming, ResponseInfo};
 use crate::wire::h1::head::{Framing, Head, HeadParser, Limits, Version};
@@ -735,11 +735,9 @@ impl<I: Io> Conn<I> {
                             Poll::Pending => break,
                         }
                     }
-                    let mut t = Some(std::mem::replace(timer, Timer::after(Duration::ZERO)));
-                    if poll_timer(&mut t, cx) {
+                    if timer.fired(cx) {
                         return Step::Done(End::Closed);
                     }
-                    *timer = t.expect("not fired");
                     return Step::Wait;
                 }
             }
@@ -842,11 +840,7 @@ fn log_end(entry: &mut Option<Entry>, status: u16, bytes: u64, ctx: &Ctx) {
 impl BodyOut {
     /// Frame one piece of the app's output.
     fn queue(&mut self, piece: Out, out: &mut Output) {
-        let len = match &piece {
-            Out::Data(b) => b.len() as u64,
-            Out::File(f) => f.len,
-            Out::Trailers(_) => 0,
-        };
+        let len = piece.len();
         match self.framing {
             BodyFraming::None => {}
             BodyFraming::Length(n) => {

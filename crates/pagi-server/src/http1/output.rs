@@ -179,8 +179,6 @@ struct FileSend {
     reader: FileReader,
     /// Read from the file, not written yet (the buffered way).
     buffered: Bytes,
-    /// `sendfile` works on this connection (asked on the first chunk).
-    direct: Option<bool>,
 }
 
 impl FileSend {
@@ -188,7 +186,6 @@ impl FileSend {
         FileSend {
             reader: FileReader::new(f.file, f.offset, f.len),
             buffered: Bytes::new(),
-            direct: None,
         }
     }
 
@@ -206,7 +203,7 @@ impl FileSend {
             self.buffered.advance(n);
             return Poll::Ready(Ok(n as u64));
         }
-        if *self.direct.get_or_insert_with(|| io.can_sendfile()) {
+        if io.can_sendfile() {
             let chunk = usize::try_from(self.reader.left())
                 .unwrap_or(usize::MAX)
                 .min(SENDFILE_CHUNK);
@@ -214,10 +211,7 @@ impl FileSend {
             // is brought into the page cache first if it is not there.
             std::task::ready!(self.reader.poll_warm(cx, chunk))?;
             let (file, offset) = self.reader.file_at();
-            let sent = match io.poll_sendfile(cx, file, offset, chunk) {
-                Some(p) => std::task::ready!(p)?,
-                None => unreachable!("sendfile was available"),
-            };
+            let sent = std::task::ready!(io.poll_sendfile(cx, file, offset, chunk))?;
             if sent == 0 {
                 return Poll::Ready(Err(truncated()));
             }

@@ -325,29 +325,9 @@ fn start_body(s: Box<Stream>, head: ResponseHead) -> Response<H2Body> {
     let status = head.status;
     let bodiless = s.head_request || matches!(status, 204 | 205 | 304);
     let mut map = HeaderMap::with_capacity(head.headers.len() + 1);
-    let mut app_length = None;
-    for (name, value) in head.headers.iter() {
-        // Checked when sent: valid names and values.
-        let (Some(name), Ok(value)) = (
-            wire::h2::header_name(name),
-            HeaderValue::from_maybe_shared(value.clone()),
-        ) else {
-            continue;
-        };
-        // The server frames the body, and writes the length itself (one
-        // value, never on 204/205).
-        if wire::h2::is_connection_specific(&name) {
-            continue;
-        }
-        if name == http::header::CONTENT_LENGTH {
-            app_length = value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            continue;
-        }
-        map.append(name, value);
-    }
+    // The server frames the body, and writes the length itself (one
+    // value, never on 204/205).
+    let app_length = wire::h2::append_taking_length(&mut map, &head.headers);
     let (done, known) = s.ex.queued_length();
     // What the Content-Length says: the app's; else, for a bodiless
     // response, what a GET would have carried (HEAD) or nothing; else the
@@ -579,15 +559,7 @@ impl AppBody {
     /// What `buffered_amount` counts: taken from the app, not yet handed
     /// to hyper.
     fn report_in_flight(&self) {
-        let queued: u64 = self
-            .queue
-            .iter()
-            .map(|o| match o {
-                Out::Data(b) => b.len() as u64,
-                Out::File(f) => f.len,
-                Out::Trailers(_) => 0,
-            })
-            .sum();
+        let queued: u64 = self.queue.iter().map(Out::len).sum();
         let file = self.file.as_ref().map_or(0, FileReader::left);
         self.stream.ex.set_in_flight(queued + file);
     }

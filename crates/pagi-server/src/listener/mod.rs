@@ -39,17 +39,18 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     }
 
     /// Send up to `len` bytes of `file` from `*offset` (advanced by what
-    /// went) straight from the page cache with `sendfile(2)`; `None` for a
-    /// stream that must see the bytes itself (TLS encrypts them).
+    /// went) straight from the page cache with `sendfile(2)`. Only called
+    /// where [`Io::can_sendfile`] says so; a stream that must see the
+    /// bytes itself (TLS encrypts them) keeps this default.
     fn poll_sendfile(
         &mut self,
         cx: &mut Context<'_>,
         file: &std::fs::File,
         offset: &mut u64,
         len: usize,
-    ) -> Option<Poll<io::Result<usize>>> {
+    ) -> Poll<io::Result<usize>> {
         let _ = (cx, file, offset, len);
-        None
+        Poll::Ready(Err(io::ErrorKind::Unsupported.into()))
     }
 }
 
@@ -127,11 +128,11 @@ impl Io for Stream {
         file: &std::fs::File,
         offset: &mut u64,
         len: usize,
-    ) -> Option<Poll<io::Result<usize>>> {
-        Some(match self {
+    ) -> Poll<io::Result<usize>> {
+        match self {
             Stream::Tcp(s) => sendfile_when_writable(s, cx, file, offset, len),
             Stream::Unix(s) => sendfile_when_writable(s, cx, file, offset, len),
-        })
+        }
     }
 }
 

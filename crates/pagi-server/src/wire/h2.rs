@@ -7,6 +7,8 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use pagi::Headers;
 
+use super::response::parse_content_length;
+
 /// A header's name: the common response ones without parsing; `None` for
 /// a name that is not one (the app's headers were checked when sent).
 pub(crate) fn header_name(name: &[u8]) -> Option<HeaderName> {
@@ -37,17 +39,34 @@ pub(crate) fn is_connection_specific(name: &HeaderName) -> bool {
 /// Append the app's `headers` to `map`, leaving out connection-specific
 /// fields (and, defensively, any that are not valid).
 pub(crate) fn append(map: &mut HeaderMap, headers: &Headers) {
-    for (name, value) in headers.iter() {
-        let (Some(name), Ok(value)) = (
-            header_name(name),
-            HeaderValue::from_maybe_shared(value.clone()),
-        ) else {
-            continue;
-        };
-        if !is_connection_specific(&name) {
+    for (name, value) in fields(headers) {
+        map.append(name, value);
+    }
+}
+
+/// [`append`] for a response head whose length the server writes itself:
+/// the app's `content-length` is left out and returned (the last valid
+/// one, read as HTTP/1.1 reads it).
+pub(crate) fn append_taking_length(map: &mut HeaderMap, headers: &Headers) -> Option<u64> {
+    let mut length = None;
+    for (name, value) in fields(headers) {
+        if name == header::CONTENT_LENGTH {
+            length = parse_content_length(value.as_bytes()).or(length);
+        } else {
             map.append(name, value);
         }
     }
+    length
+}
+
+/// The app's fields as HTTP/2 ones: valid (checked when sent; skipped
+/// defensively) and not connection-specific.
+fn fields(headers: &Headers) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+    headers.iter().filter_map(|(name, value)| {
+        let name = header_name(name)?;
+        let value = HeaderValue::from_maybe_shared(value.clone()).ok()?;
+        (!is_connection_specific(&name)).then_some((name, value))
+    })
 }
 
 /// A short `text/plain` response the server makes itself: the reason and a

@@ -5,8 +5,6 @@
 
 use pagi::{Headers, SendError};
 
-use super::h1::encode::forbidden_trailer;
-
 /// A final response status: 200–999. (A 1xx is not a final response; an
 /// app that sends one gets the spec's backstop, a logged 500.)
 pub(crate) fn check_final_status(status: u16) -> Result<(), SendError> {
@@ -77,9 +75,74 @@ fn value_is_valid(v: &[u8]) -> bool {
     chunks.remainder().iter().all(byte_ok)
 }
 
+/// Fields that must not be sent as trailers (RFC 9110 §6.5.1): framing,
+/// routing, authentication, request modifiers, response control and
+/// content format.
+pub(crate) fn forbidden_trailer(name: &[u8]) -> bool {
+    const FORBIDDEN: &[&[u8]] = &[
+        b"transfer-encoding",
+        b"content-length",
+        b"host",
+        b"te",
+        b"trailer",
+        b"connection",
+        b"keep-alive",
+        b"upgrade",
+        b"authorization",
+        b"proxy-authorization",
+        b"www-authenticate",
+        b"proxy-authenticate",
+        b"set-cookie",
+        b"cookie",
+        b"cache-control",
+        b"expect",
+        b"max-forwards",
+        b"range",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"if-range",
+        b"content-encoding",
+        b"content-type",
+        b"content-range",
+        b"location",
+        b"retry-after",
+        b"vary",
+        b"age",
+        b"expires",
+        b"date",
+    ];
+    FORBIDDEN.iter().any(|f| f.eq_ignore_ascii_case(name))
+}
+
+/// The app's `content-length`, if it is one number.
+pub(crate) fn parse_content_length(v: &[u8]) -> Option<u64> {
+    let v = v.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn framing_and_control_fields_are_not_trailers() {
+        assert!(forbidden_trailer(b"Content-Length") && !forbidden_trailer(b"x-checksum"));
+    }
+
+    #[test]
+    fn a_content_length_is_digits_only() {
+        assert_eq!(parse_content_length(b" 42 "), Some(42));
+        assert_eq!(parse_content_length(b"+5"), None);
+        assert_eq!(parse_content_length(b"1,1"), None);
+        assert_eq!(parse_content_length(b"99999999999999999999"), None);
+    }
 
     #[test]
     fn value_check_matches_the_byte_rule() {

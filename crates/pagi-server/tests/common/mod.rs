@@ -564,3 +564,20 @@ impl std::io::Write for Writer {
         Ok(())
     }
 }
+
+/// How each request ended, as `pagi.connection` reports it: the path, and
+/// the disconnect reason (`None` for a completed response).
+pub type Ends = tokio::sync::mpsc::UnboundedReceiver<(String, Option<String>)>;
+
+/// Report the end of the request at `path` (its `on_disconnect` or
+/// `on_complete`) to `tx`.
+pub fn record_end(
+    conn: &pagi::Connection,
+    path: &str,
+    tx: &tokio::sync::mpsc::UnboundedSender<(String, Option<String>)>,
+) {
+    let (p1, t1) = (path.to_owned(), tx.clone());
+    conn.on_disconnect(move |why| drop(t1.send((p1, Some(why.to_owned())))));
+    let (p2, t2) = (path.to_owned(), tx.clone());
+    conn.on_complete(move || drop(t2.send((p2, None))));
+}

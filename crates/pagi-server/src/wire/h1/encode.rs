@@ -15,6 +15,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, BytesMut};
 use pagi::Headers;
 
+use crate::wire::response::parse_content_length;
+
 /// How a response body goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum BodyFraming {
@@ -70,7 +72,7 @@ pub(crate) fn encode_head(info: &ResponseInfo, headers: &Headers, out: &mut Byte
     for (name, value) in headers.iter() {
         match name.len() {
             14 if name.eq_ignore_ascii_case(b"content-length") => {
-                app_length = parse_length(value).or(app_length);
+                app_length = parse_content_length(value).or(app_length);
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 // Only `close` means anything on a response the server
@@ -154,17 +156,6 @@ pub(crate) fn encode_head(info: &ResponseInfo, headers: &Headers, out: &mut Byte
     }
 }
 
-/// The app's `content-length`, if it is one number.
-fn parse_length(v: &[u8]) -> Option<u64> {
-    let v = v.trim_ascii();
-    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    v.iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })
-}
-
 /// `HTTP/1.1 <code> <reason>` (always 1.1: RFC 9110 §6.2; the second space
 /// even without a reason, RFC 9112 §4).
 pub(crate) fn put_status_line(status: u16, out: &mut BytesMut) {
@@ -231,47 +222,6 @@ pub(crate) fn put_chunked_end(out: &mut BytesMut, trailers: Option<&Headers>) {
         put_header(out, name, value);
     }
     out.put_slice(b"\r\n");
-}
-
-/// Fields that must not be sent as trailers (RFC 9110 §6.5.1): framing,
-/// routing, authentication, request modifiers, response control and
-/// content format.
-pub(crate) fn forbidden_trailer(name: &[u8]) -> bool {
-    const FORBIDDEN: &[&[u8]] = &[
-        b"transfer-encoding",
-        b"content-length",
-        b"host",
-        b"te",
-        b"trailer",
-        b"connection",
-        b"keep-alive",
-        b"upgrade",
-        b"authorization",
-        b"proxy-authorization",
-        b"www-authenticate",
-        b"proxy-authenticate",
-        b"set-cookie",
-        b"cookie",
-        b"cache-control",
-        b"expect",
-        b"max-forwards",
-        b"range",
-        b"if-match",
-        b"if-none-match",
-        b"if-modified-since",
-        b"if-unmodified-since",
-        b"if-range",
-        b"content-encoding",
-        b"content-type",
-        b"content-range",
-        b"location",
-        b"retry-after",
-        b"vary",
-        b"age",
-        b"expires",
-        b"date",
-    ];
-    FORBIDDEN.iter().any(|f| f.eq_ignore_ascii_case(name))
 }
 
 /// A short text response the server makes itself (400, 413, 500, …):
@@ -550,7 +500,6 @@ mod tests {
             &out[..],
             b"1a2b\r\n1\r\n0\r\nx-checksum: abc\r\n\r\n0\r\n\r\n"
         );
-        assert!(forbidden_trailer(b"Content-Length") && !forbidden_trailer(b"x-checksum"));
     }
 
     #[test]
