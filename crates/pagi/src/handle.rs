@@ -143,6 +143,23 @@ impl Sender {
     pub fn is_closed(&self) -> bool {
         self.sink.is_closed()
     }
+
+    /// Poll form of the wait in [`Sender::send`], for a middleware whose
+    /// own [`EventSink`] forwards to this sender.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.sink.poll_ready(cx)
+    }
+
+    /// Hand over one event after [`Sender::poll_ready`] was ready (the
+    /// second half of [`Sender::send`]).
+    pub fn start_send(&self, event: SendEvent) -> Result<(), SendError> {
+        self.sink.start_send(event)
+    }
+
+    /// Poll form of [`Sender::closed`].
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.sink.poll_closed(cx)
+    }
 }
 
 impl fmt::Debug for Sender {

@@ -288,6 +288,34 @@ impl RequestInfo {
     pub fn header(&self, name: &str) -> Option<&str> {
         std::str::from_utf8(self.headers.get(name)?).ok()
     }
+
+    /// The path below the mount point: `path` minus `root_path` (the
+    /// spec's `PATH_INFO`), what an app mounted at a prefix routes on.
+    /// Always starts with `/`.
+    ///
+    /// ```
+    /// let mut info = pagi::RequestInfo::default();
+    /// info.path = "/api/users/7".into();
+    /// info.root_path = "/api".into();
+    /// assert_eq!(info.route_path(), "/users/7");
+    /// info.root_path = "/api/users/7".into();
+    /// assert_eq!(info.route_path(), "/");
+    /// ```
+    pub fn route_path(&self) -> &str {
+        let rest = self
+            .path
+            .strip_prefix(self.root_path.as_str())
+            .unwrap_or(&self.path);
+        if rest.starts_with('/') {
+            rest
+        } else if rest.is_empty() {
+            "/"
+        } else {
+            // A root path that is not a segment boundary of the path
+            // (`/api` against `/apiary`): the whole path.
+            &self.path
+        }
+    }
 }
 
 /// A parsed query string: `(name, value)` pairs in order, duplicates kept.

@@ -1,0 +1,250 @@
+//! Cross-origin resource sharing.
+
+use std::fmt;
+use std::sync::Arc;
+
+use pagi::{App, BoxError, BoxFuture, Headers, Receiver, Scope, SendEvent, Sender};
+
+use crate::map_send;
+
+/// Which origins may call.
+#[derive(Clone, Debug)]
+enum Origins {
+    Any,
+    List(Vec<String>),
+}
+
+#[derive(Clone, Debug)]
+struct Policy {
+    origins: Origins,
+    methods: String,
+    headers: Option<String>,
+    expose: Option<String>,
+    credentials: bool,
+    max_age: Option<u64>,
+}
+
+/// CORS around an app (the Fetch standard's CORS protocol):
+///
+/// - a preflight (`OPTIONS` with `Origin` and
+///   `Access-Control-Request-Method`) is answered here, 204 with the
+///   allowed methods and headers, or 403 for an origin not allowed; the
+///   inner app never sees it;
+/// - any other request with an allowed `Origin` goes to the inner app, and
+///   its response (`http.response.start`, `sse.start`, or the declining
+///   `sse.http.response.start`) gets `Access-Control-Allow-Origin`,
+///   `Vary: Origin` and the configured extras; a request from an origin not
+///   allowed passes through without them (the browser then hides the
+///   response);
+/// - a WebSocket handshake whose `Origin` is not allowed is refused (403):
+///   browsers send WebSockets anywhere, and this is what stops a page on
+///   another site from opening one with the user's cookies.
+///
+/// Defaults: no origin allowed; methods `GET, HEAD, POST`; request headers:
+/// whatever the preflight asks for; no credentials; no max-age.
+///
+/// ```
+/// let app = pagi_middleware::Cors::new(
+///     |_: pagi::Scope, _: pagi::Receiver, _: pagi::Sender| async { Ok::<(), pagi::BoxError>(()) },
+/// )
+/// .allow_origins(["https://app.example"])
+/// .allow_methods(["GET", "POST", "DELETE"])
+/// .allow_credentials(true)
+/// .max_age(600);
+/// # let _ = pagi::app_fn(app);
+/// ```
+pub struct Cors<A> {
+    inner: A,
+    policy: Arc<Policy>,
+}
+
+impl<A> fmt::Debug for Cors<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cors")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: App> Cors<A> {
+    /// Wrap `inner`, allowing no origin yet.
+    pub fn new(inner: A) -> Self {
+        Cors {
+            inner,
+            policy: Arc::new(Policy {
+                origins: Origins::List(Vec::new()),
+                methods: "GET, HEAD, POST".into(),
+                headers: None,
+                expose: None,
+                credentials: false,
+                max_age: None,
+            }),
+        }
+    }
+
+    fn policy(&mut self) -> &mut Policy {
+        Arc::make_mut(&mut self.policy)
+    }
+
+    /// Allow these origins (`scheme://host[:port]`, compared exactly).
+    pub fn allow_origins<S: Into<String>>(mut self, origins: impl IntoIterator<Item = S>) -> Self {
+        self.policy().origins = Origins::List(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Allow every origin. With credentials the request's origin is echoed
+    /// (a `*` would not be accepted by browsers).
+    pub fn allow_any_origin(mut self) -> Self {
+        self.policy().origins = Origins::Any;
+        self
+    }
+
+    /// The methods a preflight allows.
+    pub fn allow_methods<'a>(mut self, methods: impl IntoIterator<Item = &'a str>) -> Self {
+        self.policy().methods = methods.into_iter().collect::<Vec<_>>().join(", ");
+        self
+    }
+
+    /// The request headers a preflight allows (default: the ones it asks for).
+    pub fn allow_headers<'a>(mut self, headers: impl IntoIterator<Item = &'a str>) -> Self {
+        self.policy().headers = Some(headers.into_iter().collect::<Vec<_>>().join(", "));
+        self
+    }
+
+    /// Response headers the page's script may read.
+    pub fn expose_headers<'a>(mut self, headers: impl IntoIterator<Item = &'a str>) -> Self {
+        self.policy().expose = Some(headers.into_iter().collect::<Vec<_>>().join(", "));
+        self
+    }
+
+    /// Let requests carry cookies and credentials.
+    pub fn allow_credentials(mut self, yes: bool) -> Self {
+        self.policy().credentials = yes;
+        self
+    }
+
+    /// How long a browser may cache a preflight, in seconds.
+    pub fn max_age(mut self, seconds: u64) -> Self {
+        self.policy().max_age = Some(seconds);
+        self
+    }
+}
+
+impl Policy {
+    /// The `Access-Control-Allow-Origin` value for `origin`, if allowed.
+    fn allow(&self, origin: &str) -> Option<String> {
+        match &self.origins {
+            Origins::Any if !self.credentials => Some("*".into()),
+            Origins::Any => Some(origin.to_owned()),
+            Origins::List(list) => list.iter().any(|o| o == origin).then(|| origin.to_owned()),
+        }
+    }
+
+    /// The headers every allowed response gets.
+    fn response_headers(&self, allowed: &str, headers: &mut Headers) {
+        headers.push("access-control-allow-origin", allowed.to_owned());
+        headers.push("vary", "Origin");
+        if self.credentials {
+            headers.push("access-control-allow-credentials", "true");
+        }
+        if let Some(expose) = &self.expose {
+            headers.push("access-control-expose-headers", expose.clone());
+        }
+    }
+}
+
+impl<A: App> App for Cors<A> {
+    fn call(
+        &self,
+        scope: Scope,
+        receive: Receiver,
+        send: Sender,
+    ) -> BoxFuture<Result<(), BoxError>> {
+        let Some(origin) = scope.header("origin").map(str::to_owned) else {
+            return self.inner.call(scope, receive, send);
+        };
+        let allowed = self.policy.allow(&origin);
+        match &scope {
+            Scope::WebSocket(_) if allowed.is_none() => {
+                return Box::pin(refuse_websocket(receive, send));
+            }
+            Scope::Http(_)
+                if scope.method() == Some("OPTIONS")
+                    && scope.header("access-control-request-method").is_some() =>
+            {
+                let asked = scope
+                    .header("access-control-request-headers")
+                    .map(str::to_owned);
+                return Box::pin(preflight(self.policy.clone(), allowed, asked, send));
+            }
+            _ => {}
+        }
+        let Some(allowed) = allowed else {
+            return self.inner.call(scope, receive, send);
+        };
+        let policy = self.policy.clone();
+        let send = map_send(send, move |event| match event {
+            SendEvent::HttpResponseStart {
+                status,
+                mut headers,
+                trailers,
+            } => {
+                policy.response_headers(&allowed, &mut headers);
+                SendEvent::HttpResponseStart {
+                    status,
+                    headers,
+                    trailers,
+                }
+            }
+            SendEvent::SseStart {
+                status,
+                mut headers,
+            } => {
+                policy.response_headers(&allowed, &mut headers);
+                SendEvent::SseStart { status, headers }
+            }
+            SendEvent::SseHttpResponseStart {
+                status,
+                mut headers,
+            } => {
+                policy.response_headers(&allowed, &mut headers);
+                SendEvent::SseHttpResponseStart { status, headers }
+            }
+            other => other,
+        });
+        self.inner.call(scope, receive, send)
+    }
+}
+
+async fn refuse_websocket(mut receive: Receiver, send: Sender) -> Result<(), BoxError> {
+    let _connect = receive.recv().await;
+    send.send(SendEvent::close(1000, "")).await?;
+    Ok(())
+}
+
+async fn preflight(
+    policy: Arc<Policy>,
+    allowed: Option<String>,
+    asked: Option<String>,
+    send: Sender,
+) -> Result<(), BoxError> {
+    let Some(allowed) = allowed else {
+        let headers = Headers::new().with("content-type", "text/plain; charset=utf-8");
+        send.send(SendEvent::response_start(403, headers)).await?;
+        send.send(SendEvent::response_body("origin not allowed\n", false))
+            .await?;
+        return Ok(());
+    };
+    let mut headers = Headers::new();
+    policy.response_headers(&allowed, &mut headers);
+    headers.push("access-control-allow-methods", policy.methods.clone());
+    if let Some(h) = policy.headers.clone().or(asked) {
+        headers.push("access-control-allow-headers", h);
+    }
+    if let Some(age) = policy.max_age {
+        headers.push("access-control-max-age", age.to_string());
+    }
+    send.send(SendEvent::response_start(204, headers)).await?;
+    send.send(SendEvent::response_body("", false)).await?;
+    Ok(())
+}
