@@ -42,6 +42,28 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The shared state of a server (or a test client, or an embedded
+    /// WebSocket host), and the sender that moves its phase.
+    pub(crate) fn new(
+        app: SharedApp,
+        config: Config,
+        state: Option<State>,
+        access_log: Option<AccessLog>,
+    ) -> (Arc<Ctx>, watch::Sender<Phase>) {
+        let (phase_tx, phase) = watch::channel(Phase::Running);
+        let budget = BufferBudget::new(config.max_buffered_bytes);
+        let ctx = Ctx {
+            app,
+            config,
+            state,
+            phase,
+            live: Arc::new(Live::default()),
+            budget,
+            access_log,
+        };
+        (Arc::new(ctx), phase_tx)
+    }
+
     /// What every request scope of `head` shares: the client and whether
     /// it came over TLS (`schemes` = plain, secure; a trusted proxy's
     /// headers count), the listener, the mount point and the lifespan state.

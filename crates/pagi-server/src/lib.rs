@@ -37,6 +37,7 @@ mod budget;
 mod config;
 mod conn;
 mod ctx;
+pub mod embed;
 mod error;
 mod file_body;
 mod http;

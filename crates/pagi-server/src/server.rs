@@ -143,25 +143,15 @@ impl Server {
             ),
             None => None,
         };
-        let (phase_tx, phase_rx) = watch::channel(Phase::Running);
-        let live = Arc::new(Live::default());
-        let budget = BufferBudget::new(config.max_buffered_bytes);
+        let state = lifespan.as_ref().map(Lifespan::state_snapshot);
+        let (ctx, phase_tx) = Ctx::new(app, config, state, access_log);
         let handle = ServerHandle {
             addrs: listeners.iter().map(|l| l.local.clone()).collect(),
-            live: live.clone(),
+            live: ctx.live.clone(),
             phase: Arc::new(phase_tx),
-            budget: budget.clone(),
+            budget: ctx.budget.clone(),
             tls: listeners.iter().filter_map(|l| l.tls.clone()).collect(),
         };
-        let ctx = Arc::new(Ctx {
-            app,
-            state: lifespan.as_ref().map(Lifespan::state_snapshot),
-            config,
-            phase: phase_rx,
-            live,
-            budget,
-            access_log,
-        });
         Ok(Server {
             listeners,
             ctx,

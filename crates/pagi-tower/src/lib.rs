@@ -10,7 +10,9 @@
 //!   extensions ([`ScopeInfo`], [`ClientAddr`], [`pagi::State`]).
 //! - [`PagiService`]: a PAGI app as a `tower::Service`, so it can be nested
 //!   in an axum `Router` and served by `axum::serve` or any hyper server
-//!   (HTTP and SSE scopes).
+//!   (HTTP and SSE scopes; for WebSocket scopes inside axum, route the path
+//!   to `pagi_server::embed::WebSocketHost`, which runs the server's own
+//!   session over hyper's upgraded connection).
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};

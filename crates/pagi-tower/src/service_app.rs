@@ -132,7 +132,34 @@ where
                 v.split(|&b| b == b',')
                     .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
             }));
-    let request = to_request(scope, RequestBody::new(receive))?;
+    let request = match to_request(scope, RequestBody::new(receive)) {
+        Ok(request) => request,
+        // A target, method or header the `http` crate will not carry is
+        // the client's error, not the app's.
+        Err(why) => {
+            let answer = format!("Bad Request: {why}\n");
+            let headers = pagi::Headers::new().with("content-type", "text/plain; charset=utf-8");
+            send.send(if sse {
+                SendEvent::SseHttpResponseStart {
+                    status: 400,
+                    headers,
+                }
+            } else {
+                SendEvent::response_start(400, headers)
+            })
+            .await?;
+            send.send(if sse {
+                SendEvent::SseHttpResponseBody {
+                    body: answer.into(),
+                    more: false,
+                }
+            } else {
+                SendEvent::response_body(answer, false)
+            })
+            .await?;
+            return Ok(());
+        }
+    };
     poll_fn(|cx| service.poll_ready(cx))
         .await
         .map_err(Into::into)?;

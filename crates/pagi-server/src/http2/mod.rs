@@ -168,8 +168,13 @@ impl hyper::service::Service<Request<Incoming>> for Service {
             .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
         match (is_connect, websocket) {
             (true, true) => {
-                let answer =
-                    crate::ws::serve_h2(req, self.ctx.clone(), self.info.clone(), Box::new(guard));
+                let answer = crate::ws::serve_tunnel(
+                    req,
+                    crate::ws::Tunnel::H2,
+                    self.ctx.clone(),
+                    self.info.clone(),
+                    Box::new(guard),
+                );
                 Box::pin(async move { Ok(answer.await.map(H2Body::canned)) })
             }
             // A tunnel to somewhere else: we are no proxy (RFC 9113 §8.5).

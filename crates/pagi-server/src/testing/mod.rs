@@ -26,6 +26,7 @@ mod ws_client;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -33,13 +34,15 @@ use hyper_util::rt::TokioIo;
 use pagi::{ServerAddr, SharedApp};
 use tokio::sync::watch;
 
-use crate::budget::BufferBudget;
-use crate::ctx::{Ctx, Live, Phase};
+use crate::ctx::{Ctx, Phase};
 use crate::lifespan::Lifespan;
 use crate::listener::{ConnInfo, Io};
 use crate::{Config, Error};
 
 pub use ws_client::{TestWebSocket, WsFrame};
+
+/// How long a request may take by default ([`TestClient::with_timeout`]).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The address a test request comes from (as Starlette's `testclient`).
 pub const CLIENT_ADDR: SocketAddr =
@@ -55,6 +58,8 @@ pub struct TestClient {
     ctx: Arc<Ctx>,
     phase: watch::Sender<Phase>,
     lifespan: Option<Lifespan>,
+    /// How long one request (head and whole body) may take.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for TestClient {
@@ -76,6 +81,9 @@ pub struct TestResponse {
     pub body: Bytes,
     /// Trailer fields, if the response had any.
     pub trailers: Vec<(String, Bytes)>,
+    /// Why the response ended early (the connection closed mid-body, or
+    /// before any response): `None` for a whole response.
+    pub error: Option<String>,
 }
 
 impl TestResponse {
@@ -115,22 +123,22 @@ impl TestClient {
     pub async fn start_with(config: Config, app: SharedApp) -> Result<TestClient, Error> {
         config.h2.check().map_err(Error::config)?;
         let lifespan = crate::lifespan::startup(&app, &config).await?;
-        let (phase, phase_rx) = watch::channel(Phase::Running);
-        let budget = BufferBudget::new(config.max_buffered_bytes);
-        let ctx = Arc::new(Ctx {
-            app,
-            state: lifespan.as_ref().map(Lifespan::state_snapshot),
-            config,
-            phase: phase_rx,
-            live: Arc::new(Live::default()),
-            budget,
-            access_log: None,
-        });
+        let state = lifespan.as_ref().map(Lifespan::state_snapshot);
+        let (ctx, phase) = Ctx::new(app, config, state, None);
         Ok(TestClient {
             ctx,
             phase,
             lifespan,
+            timeout: DEFAULT_TIMEOUT,
         })
+    }
+
+    /// How long [`TestClient::request`] (and `get`, `post`, `sse`) waits
+    /// for a whole response before it panics (default 30 s), so a test of
+    /// an app that never answers fails instead of hanging.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// A new in-memory connection, served by the server's code on a task.
@@ -152,8 +160,17 @@ impl TestClient {
     }
 
     /// Send `request` and read the whole response. A request without a
-    /// `Host` header gets `Host: testserver`.
-    pub async fn request(&self, mut request: http::Request<Bytes>) -> TestResponse {
+    /// `Host` header gets `Host: testserver`. Panics if it takes longer than
+    /// the client's timeout.
+    pub async fn request(&self, request: http::Request<Bytes>) -> TestResponse {
+        let what = format!("{} {}", request.method(), request.uri());
+        match tokio::time::timeout(self.timeout, self.exchange(request)).await {
+            Ok(response) => response,
+            Err(_) => panic!("{what}: no whole response within {:?}", self.timeout),
+        }
+    }
+
+    async fn exchange(&self, mut request: http::Request<Bytes>) -> TestResponse {
         if !request.headers().contains_key(http::header::HOST) {
             request.headers_mut().insert(
                 http::header::HOST,
@@ -167,8 +184,13 @@ impl TestClient {
         let response = match sender.send_request(request.map(Full::new)).await {
             Ok(r) => r,
             // The server closed without a response (it does, for some
-            // framing errors): report it as a status-0 response.
-            Err(_) => return TestResponse::default(),
+            // framing errors): a status-0 response saying why.
+            Err(e) => {
+                return TestResponse {
+                    error: Some(e.to_string()),
+                    ..TestResponse::default()
+                }
+            }
         };
         let (parts, body) = response.into_parts();
         let mut out = TestResponse {
@@ -179,7 +201,13 @@ impl TestClient {
         let mut data = Vec::new();
         let mut body = body;
         while let Some(frame) = body.frame().await {
-            let Ok(frame) = frame else { break };
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) => {
+                    out.error = Some(e.to_string());
+                    break;
+                }
+            };
             match frame.into_data() {
                 Ok(d) => data.extend_from_slice(&d),
                 Err(frame) => {
@@ -226,13 +254,22 @@ impl TestClient {
     }
 
     /// Open a WebSocket to `path` (with extra handshake `headers`). `Err`
-    /// carries the response when the app refused the handshake.
+    /// carries the response when the app refused the handshake. The
+    /// handshake, and each `recv` on the socket, panic after the client's
+    /// timeout.
     pub async fn websocket(
         &self,
         path: &str,
         headers: &[(&str, &str)],
     ) -> Result<TestWebSocket, TestResponse> {
-        ws_client::open(self.connect(), path, headers).await
+        let open = ws_client::open(self.connect(), path, headers, self.timeout);
+        match tokio::time::timeout(self.timeout, open).await {
+            Ok(result) => result,
+            Err(_) => panic!(
+                "WebSocket {path}: no handshake answer within {:?}",
+                self.timeout
+            ),
+        }
     }
 
     /// Begin the server's shutdown: open WebSockets get Close 1001 and

@@ -29,19 +29,25 @@ pub struct TestWebSocket {
     pub subprotocol: Option<String>,
     closed: bool,
     mask_seed: u32,
+    /// How long `recv` waits before it panics.
+    timeout: std::time::Duration,
 }
 
 pub(super) async fn open(
     io: TokioIo<DuplexStream>,
     path: &str,
     headers: &[(&str, &str)],
+    timeout: std::time::Duration,
 ) -> Result<TestWebSocket, TestResponse> {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .expect("in-memory handshake");
     tokio::spawn(conn.with_upgrades());
-    let mut request = http::Request::get(path)
-        .header("host", "testserver")
+    let mut request = http::Request::get(path);
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        request = request.header("host", "testserver");
+    }
+    let mut request = request
         .header("upgrade", "websocket")
         .header("connection", "Upgrade")
         .header("sec-websocket-version", "13")
@@ -65,7 +71,7 @@ pub(super) async fn open(
             status: parts.status.as_u16(),
             headers: fields(&parts.headers),
             body,
-            trailers: Vec::new(),
+            ..TestResponse::default()
         });
     }
     let subprotocol = response
@@ -82,6 +88,7 @@ pub(super) async fn open(
         subprotocol,
         closed: false,
         mask_seed: 0x9e37_79b9,
+        timeout,
     })
 }
 
@@ -104,8 +111,16 @@ impl TestWebSocket {
     }
 
     /// The next message or Close from the server; `None` when the stream
-    /// ended without a Close.
+    /// ended without a Close. Panics after the client's timeout.
     pub async fn recv(&mut self) -> Option<WsFrame> {
+        let limit = self.timeout;
+        match tokio::time::timeout(limit, self.next_frame()).await {
+            Ok(frame) => frame,
+            Err(_) => panic!("WebSocket: nothing from the app within {limit:?}"),
+        }
+    }
+
+    async fn next_frame(&mut self) -> Option<WsFrame> {
         let mut message: Option<(u8, Vec<u8>)> = None;
         loop {
             let (fin, opcode, payload) = self.read_frame().await?;
@@ -121,6 +136,9 @@ impl TestWebSocket {
                     if !self.closed {
                         self.write_frame(0x8, payload.get(..2).unwrap_or(&[])).await;
                     }
+                    // Both Closes went: the connection is done (the server
+                    // need not wait for the end of the stream).
+                    let _ = self.io.shutdown().await;
                     return Some(WsFrame::Close(code, reason));
                 }
                 0x0 => {

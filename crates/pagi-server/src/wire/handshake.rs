@@ -17,13 +17,17 @@ pub(crate) enum Refusal {
 /// Validate method, version, `Connection`, `Sec-WebSocket-Version` and
 /// `Sec-WebSocket-Key` of a request whose `Upgrade` names `websocket`.
 pub(crate) fn validate(head: &Head) -> Result<(), Refusal> {
-    if head.method != "GET" {
+    validate_parts(&head.method, head.version == Version::Http11, &head.headers)
+}
+
+/// [`validate`] on a request's parts, wherever it was parsed.
+pub(crate) fn validate_parts(method: &str, http11: bool, h: &Headers) -> Result<(), Refusal> {
+    if method != "GET" {
         return Err(Refusal::BadRequest("WebSocket handshake must use GET"));
     }
-    if head.version != Version::Http11 {
+    if !http11 {
         return Err(Refusal::BadRequest("WebSocket handshake needs HTTP/1.1"));
     }
-    let h = &head.headers;
     if !header_has_token(h, "connection", "upgrade") {
         return Err(Refusal::BadRequest("missing Connection: upgrade"));
     }

@@ -34,6 +34,12 @@ pub(crate) fn from_h1(head: &mut Head) -> RequestHead {
 /// `cookie` fields are joined with `"; "` into one (§8.2.3, the spec's cookie
 /// normalisation).
 pub(crate) fn from_h2(parts: &http::request::Parts) -> RequestHead {
+    from_parts(parts, HttpVersion::Http2)
+}
+
+/// The scope's fields from a request another HTTP layer parsed (hyper, as
+/// a host's server), as [`from_h2`] reads them, with its `version`.
+pub(crate) fn from_parts(parts: &http::request::Parts, version: HttpVersion) -> RequestHead {
     let (path, query) = match parts.uri.path_and_query() {
         Some(pq) => (pq.path(), pq.query().unwrap_or("")),
         None => ("/", ""),
@@ -80,7 +86,7 @@ pub(crate) fn from_h2(parts: &http::request::Parts) -> RequestHead {
     let raw_path = take(path.as_bytes());
     let query_string = take(query.as_bytes());
     RequestHead {
-        http_version: HttpVersion::Http2,
+        http_version: version,
         path: decode_path(path.as_bytes()),
         raw_path,
         query_string,

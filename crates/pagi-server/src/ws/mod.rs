@@ -1,6 +1,8 @@
-//! WebSocket over HTTP/1.1: the handshake (answered only once the app
-//! decides), then the session, in the connection's own task: the app and
-//! the socket driver polled side by side.
+//! WebSocket sessions: the handshake (answered only once the app decides),
+//! then the session, the app and the socket driver polled side by side —
+//! in the connection's own task over HTTP/1.1 ([`serve_h1`]), in a task of
+//! its own where hyper hands the stream over ([`serve_tunnel`]: HTTP/2's
+//! extended CONNECT, or a host's upgrade through [`crate::embed`]).
 
 mod driver;
 mod shared;
@@ -94,7 +96,7 @@ pub(crate) fn serve_h1<I: Io>(
         ctx,
         log: log.map(Box::new),
         status: 0,
-        h2: None,
+        tunneled: None,
     })
 }
 
@@ -157,41 +159,79 @@ fn begin(head: RequestHead, ctx: &Arc<Ctx>, info: &ConnInfo) -> Begun {
     }
 }
 
-/// Answer a WebSocket over an HTTP/2 stream (RFC 8441: an extended CONNECT
-/// with `:protocol` `websocket`): start the app, and answer `200` (accept),
-/// 403, the app's denial or 500 according to what it does first. The
-/// session runs in a task of its own, over the stream hyper hands over
-/// once a `200` went out.
+/// How a handshake reached us when another HTTP layer holds the
+/// connection (hyper: our HTTP/2 server, or a host's server embedding
+/// WebSockets), and so how it is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tunnel {
+    /// An HTTP/2 extended CONNECT with `:protocol` `websocket` (RFC 8441):
+    /// accepted with `200`.
+    H2,
+    /// An HTTP/1.1 `Upgrade: websocket` a host's hyper server passes on:
+    /// accepted with `101`, hyper then hands over the connection.
+    H1,
+}
+
+/// Answer a WebSocket whose stream another HTTP layer will hand over (see
+/// [`Tunnel`]): start the app, and answer the accept, 403, the app's denial
+/// or 500 according to what it does first. The session runs in a task of
+/// its own, over the stream hyper hands over once the accept went out.
 ///
-/// `stream` is held until the session ends (the connection counts it as
-/// an open stream).
-pub(crate) fn serve_h2(
-    mut req: http::Request<hyper::body::Incoming>,
+/// `hold` is kept until the session ends (an HTTP/2 connection counts it
+/// as an open stream).
+pub(crate) fn serve_tunnel<B>(
+    mut req: http::Request<B>,
+    tunnel: Tunnel,
     ctx: Arc<Ctx>,
     info: Arc<ConnInfo>,
-    stream: Box<dyn std::any::Any + Send>,
+    hold: Box<dyn std::any::Any + Send>,
 ) -> Pin<Box<dyn Future<Output = http::Response<Option<Bytes>>> + Send>> {
-    let version_ok = req
-        .headers()
-        .get("sec-websocket-version")
-        .is_some_and(|v| v.as_bytes().trim_ascii() == b"13");
-    if !version_ok {
-        let resp = refusal_h2(426, "Upgrade Required", Some("13"));
-        return Box::pin(async move { resp });
-    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _) = req.into_parts();
-    // Logged as what came over the wire (an extended CONNECT), so that an
-    // access log tells WebSockets over HTTP/2 from HTTP/1.1 upgrades.
-    let scope_head = request::from_h2(&parts);
+    let (scope_head, accept_key) = match tunnel {
+        Tunnel::H2 => (request::from_h2(&parts), None),
+        Tunnel::H1 => {
+            let head = request::from_parts(&parts, pagi::HttpVersion::Http11);
+            let http11 = parts.version == http::Version::HTTP_11;
+            if let Err(refusal) =
+                handshake::validate_parts(parts.method.as_str(), http11, &head.headers)
+            {
+                let resp = match refusal {
+                    Refusal::BadRequest(why) => refusal_tunnel(400, why, None),
+                    Refusal::WrongVersion => refusal_tunnel(426, "Upgrade Required", Some("13")),
+                };
+                return Box::pin(async move { resp });
+            }
+            let key = head
+                .headers
+                .get("sec-websocket-key")
+                .map(|k| k.trim_ascii().to_vec());
+            let accept_key = pagi_ws::handshake::accept_key(&key.unwrap_or_default());
+            (head, Some(accept_key))
+        }
+    };
+    let version_ok = scope_head
+        .headers
+        .get("sec-websocket-version")
+        .is_some_and(|v| v.trim_ascii() == b"13");
+    if !version_ok {
+        let resp = refusal_tunnel(426, "Upgrade Required", Some("13"));
+        return Box::pin(async move { resp });
+    }
     let (client, _) = info.identity(&scope_head.headers, &ctx.config.proxy);
+    // Logged as what came over the wire, so that an access log tells
+    // WebSockets over HTTP/2 (an extended CONNECT) from upgrades.
+    let (method, version) = match tunnel {
+        Tunnel::H2 => ("CONNECT", "HTTP/2.0"),
+        Tunnel::H1 => ("GET", "HTTP/1.1"),
+    };
     let log = ctx.access_log.as_ref().map(|l| {
         l.entry(
             crate::access_log::RequestLine {
-                method: &std::borrow::Cow::Borrowed("CONNECT"),
+                method: &std::borrow::Cow::Borrowed(method),
                 path: &scope_head.raw_path,
                 query: &scope_head.query_string,
-                version: "HTTP/2.0",
+                version,
                 headers: &scope_head.headers,
             },
             client,
@@ -210,52 +250,69 @@ pub(crate) fn serve_h2(
         ctx: ctx.clone(),
         log: log.map(Box::new),
         status: 0,
-        h2: Some(Box::new(OverH2 {
+        tunneled: Some(Box::new(Tunneled {
             answered: answered.clone(),
             _live: ctx.live.guard(),
-            _stream: stream,
+            _hold: hold,
         })),
     });
     let extensions = begun.extensions;
     Box::pin(async move {
         let decision = std::future::poll_fn(|cx| shared.poll_decision(cx)).await;
-        let resp = answer_h2(decision, extensions);
+        let resp = answer_tunnel(decision, extensions, accept_key);
         answered.store(resp.status().as_u16(), Ordering::Relaxed);
         resp
     })
 }
 
-/// The HTTP/2 answer to the app's decision.
-fn answer_h2(
+/// The answer to the app's decision: `101` with `Sec-WebSocket-Accept`
+/// (HTTP/1.1, `accept_key`) or `200` (HTTP/2) to accept.
+fn answer_tunnel(
     decision: Result<Decision, bool>,
     extensions: Option<String>,
+    accept_key: Option<String>,
 ) -> http::Response<Option<Bytes>> {
     match decision {
         Ok(Decision::Accept {
             subprotocol,
             headers,
         }) => {
+            let mut resp = http::Response::new(None);
             let mut ours = Headers::new();
+            if let Some(key) = accept_key {
+                *resp.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                let h = resp.headers_mut();
+                h.insert(
+                    http::header::UPGRADE,
+                    http::HeaderValue::from_static("websocket"),
+                );
+                h.insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("upgrade"),
+                );
+                ours.push("sec-websocket-accept", key);
+            }
             if let Some(e) = extensions {
                 ours.push("sec-websocket-extensions", e);
             }
             if let Some(p) = subprotocol {
                 ours.push("sec-websocket-protocol", p);
             }
-            let mut resp = http::Response::new(None);
             wire::h2::append(resp.headers_mut(), &ours);
             wire::h2::append(resp.headers_mut(), &headers);
             resp
         }
-        Ok(Decision::Reject) => refusal_h2(403, "Forbidden", None),
-        Ok(Decision::Deny { status, .. }) if (200..300).contains(&status) => {
+        Ok(Decision::Reject) => refusal_tunnel(403, "Forbidden", None),
+        Ok(Decision::Deny { status, .. })
+            if accept_key.is_none() && (200..300).contains(&status) =>
+        {
             // A 2xx answer to an extended CONNECT opens the tunnel: a denial
             // cannot say it over HTTP/2.
             tracing::error!(
                 "PAGI application denied a WebSocket over HTTP/2 with status {status}: \
                  a 2xx would accept it; answering 500"
             );
-            refusal_h2(500, "Internal Server Error", None)
+            refusal_tunnel(500, "Internal Server Error", None)
         }
         Ok(Decision::Deny {
             status,
@@ -272,12 +329,12 @@ fn answer_h2(
             if !failed {
                 tracing::error!("PAGI application returned without accepting the WebSocket");
             }
-            refusal_h2(500, "Internal Server Error", None)
+            refusal_tunnel(500, "Internal Server Error", None)
         }
     }
 }
 
-fn refusal_h2(
+fn refusal_tunnel(
     status: u16,
     why: &str,
     version: Option<&'static str>,
@@ -311,25 +368,26 @@ struct Session<I> {
     log: Option<Box<Entry>>,
     /// The handshake's status, for the log.
     status: u16,
-    /// What only a session over HTTP/2 has.
-    h2: Option<Box<OverH2>>,
+    /// What only a session whose stream hyper hands over has (HTTP/2, or a
+    /// host's HTTP/1.1 upgrade).
+    tunneled: Option<Box<Tunneled>>,
 }
 
-/// A session over an HTTP/2 stream runs in a task of its own.
-struct OverH2 {
+/// A tunneled session runs in a task of its own.
+struct Tunneled {
     /// The status the stream was answered with (0 until it was).
     answered: Arc<AtomicU16>,
     /// Keeps the server waiting for the session (one in its connection's
     /// task is counted with the connection).
     _live: LiveGuard,
-    /// Keeps the stream counted by its connection.
-    _stream: Box<dyn std::any::Any + Send>,
+    /// Keeps the stream counted by its connection (HTTP/2).
+    _hold: Box<dyn std::any::Any + Send>,
 }
 
 /// The socket's half of a session.
 enum Socket<I> {
-    /// HTTP/2: waiting for the stream hyper hands over once the `200` went
-    /// out (`None`: it did not, the app refused or the client left).
+    /// Tunneled: waiting for the stream hyper hands over once the accept
+    /// (`200` on HTTP/2, `101` for a host's upgrade) went out (`None`: it did not, the app refused or the client left).
     Upgrading(Pin<Box<dyn Future<Output = Option<I>> + Send>>),
     /// Waiting for the app's decision.
     Deciding(Box<Handshake<I>>),
@@ -506,10 +564,10 @@ impl<I: Io> Session<I> {
 
     fn log_end(&mut self) {
         if let (Some(entry), Some(log)) = (self.log.take(), &self.ctx.access_log) {
-            let status = match &self.h2 {
+            let status = match &self.tunneled {
                 // 0: the stream ended before it was answered (the client
                 // reset it); logged as nginx does, 499.
-                Some(h2) => match h2.answered.load(Ordering::Relaxed) {
+                Some(t) => match t.answered.load(Ordering::Relaxed) {
                     0 => 499,
                     s => s,
                 },
