@@ -166,7 +166,7 @@ impl<A: App> App for Cors<A> {
         let allowed = self.policy.allow(&origin);
         match &scope {
             Scope::WebSocket(_) if allowed.is_none() => {
-                return Box::pin(refuse_websocket(receive, send));
+                return Box::pin(pagi::ws::refuse(receive, send));
             }
             Scope::Http(_)
                 if scope.method() == Some("OPTIONS")
@@ -214,12 +214,6 @@ impl<A: App> App for Cors<A> {
         });
         self.inner.call(scope, receive, send)
     }
-}
-
-async fn refuse_websocket(mut receive: Receiver, send: Sender) -> Result<(), BoxError> {
-    let _connect = receive.recv().await;
-    send.send(SendEvent::close(1000, "")).await?;
-    Ok(())
 }
 
 async fn preflight(

@@ -4,8 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use pagi::{
-    App, BoxError, BoxFuture, Headers, ReceiveEvent, Receiver, Scope, SendEvent, Sender, SharedApp,
-    StateKey,
+    App, BoxError, BoxFuture, Headers, Receiver, Scope, SendEvent, Sender, SharedApp, StateKey,
 };
 
 /// The `:name` segments a [`Router`] route matched, percent-decoded (the
@@ -209,7 +208,7 @@ impl App for Router {
         if let Scope::Lifespan(_) = scope {
             return match &self.lifespan {
                 Some(app) => app.call(scope, receive, send),
-                None => Box::pin(acknowledge_lifespan(receive, send)),
+                None => Box::pin(pagi::lifespan::acknowledge(receive, send)),
             };
         }
         let method = scope.method().unwrap_or("GET").to_owned();
@@ -256,7 +255,7 @@ impl App for Router {
 /// Answer a scope nothing handles, in its own protocol.
 async fn refuse(
     scope: Scope,
-    mut receive: Receiver,
+    receive: Receiver,
     send: Sender,
     status: u16,
     text: &'static str,
@@ -264,10 +263,7 @@ async fn refuse(
 ) -> Result<(), BoxError> {
     let headers = headers.with("content-type", "text/plain; charset=utf-8");
     match scope {
-        Scope::WebSocket(_) => {
-            let _connect = receive.recv().await;
-            send.send(SendEvent::close(1000, "")).await?;
-        }
+        Scope::WebSocket(_) => pagi::ws::refuse(receive, send).await?,
         Scope::Sse(_) => {
             send.send(SendEvent::SseHttpResponseStart { status, headers })
                 .await?;
@@ -285,19 +281,6 @@ async fn refuse(
         }
     }
     Ok(())
-}
-
-async fn acknowledge_lifespan(mut receive: Receiver, send: Sender) -> Result<(), BoxError> {
-    loop {
-        match receive.recv().await {
-            ReceiveEvent::LifespanStartup => send.send(SendEvent::LifespanStartupComplete).await?,
-            ReceiveEvent::LifespanShutdown => {
-                send.send(SendEvent::LifespanShutdownComplete).await?;
-                return Ok(());
-            }
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]

@@ -84,31 +84,9 @@ where
                 let app = self.websocket.as_ref().expect("checked").clone();
                 app.call(scope, receive, send)
             }
-            Scope::WebSocket(_) => Box::pin(refuse_websocket(receive, send)),
-            Scope::Lifespan(_) => Box::pin(acknowledge_lifespan(receive, send)),
+            Scope::WebSocket(_) => Box::pin(pagi::ws::refuse(receive, send)),
+            Scope::Lifespan(_) => Box::pin(pagi::lifespan::acknowledge(receive, send)),
             other => Box::pin(async move { Err(pagi::unsupported_scope(&other)) }),
-        }
-    }
-}
-
-/// A tower service has no WebSocket upgrade here: the handshake is refused
-/// (HTTP 403).
-async fn refuse_websocket(mut receive: Receiver, send: Sender) -> Result<(), BoxError> {
-    let _connect = receive.recv().await;
-    send.send(SendEvent::close(1000, "")).await?;
-    Ok(())
-}
-
-/// A tower service has no lifespan: startup and shutdown succeed at once.
-async fn acknowledge_lifespan(mut receive: Receiver, send: Sender) -> Result<(), BoxError> {
-    loop {
-        match receive.recv().await {
-            ReceiveEvent::LifespanStartup => send.send(SendEvent::LifespanStartupComplete).await?,
-            ReceiveEvent::LifespanShutdown => {
-                send.send(SendEvent::LifespanShutdownComplete).await?;
-                return Ok(());
-            }
-            _ => {}
         }
     }
 }

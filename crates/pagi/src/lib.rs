@@ -57,6 +57,8 @@ mod handle;
 mod headers;
 #[path = "helpers/http.rs"]
 pub mod http;
+#[path = "helpers/lifespan.rs"]
+pub mod lifespan;
 mod scope;
 #[path = "helpers/sse.rs"]
 pub mod sse;

@@ -23,6 +23,14 @@ use bytes::Bytes;
 
 use crate::{BoxError, Headers, Message, ReceiveEvent, Receiver, SendError, SendEvent, Sender};
 
+/// Refuse the handshake: wait for `websocket.connect`, answer
+/// `websocket.close` (the client gets HTTP 403).
+pub async fn refuse(mut receive: Receiver, send: Sender) -> Result<(), BoxError> {
+    let _connect = receive.recv().await;
+    send.send(SendEvent::close(1000, "")).await?;
+    Ok(())
+}
+
 /// Wait for `websocket.connect` and accept with no subprotocol: the common
 /// case of [`Accept`].
 pub async fn accept(receive: Receiver, send: Sender) -> Result<(WsReceiver, WsSender), BoxError> {
