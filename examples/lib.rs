@@ -53,6 +53,9 @@ pub mod bidirectional_websocket;
 #[path = "mini-framework/app.rs"]
 pub mod mini_framework;
 
+#[path = "helpers/app.rs"]
+pub mod helpers;
+
 /// One bundled example.
 #[derive(Clone, Copy, Debug)]
 pub struct Example {
@@ -146,6 +149,11 @@ pub const ALL: &[Example] = &[
         name: "mini-framework",
         about: "HTTP: \"Nano\", a 60-line framework with path parameters: `/`, `/hello/:name`, `/slow/:n`",
         make: || pagi::app_fn(mini_framework::app),
+    },
+    Example {
+        name: "helpers",
+        about: "HTTP + WebSocket: 01's greeting and 04's echo written with the helpers (bench twin)",
+        make: || pagi::app_fn(helpers::app),
     },
 ];
 

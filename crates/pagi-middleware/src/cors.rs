@@ -87,13 +87,16 @@ impl<A: App> Cors<A> {
     }
 
     /// Allow these origins (`scheme://host[:port]`, compared exactly).
-    pub fn allow_origins<S: Into<String>>(mut self, origins: impl IntoIterator<Item = S>) -> Self {
-        self.policy().origins = Origins::List(origins.into_iter().map(Into::into).collect());
+    pub fn allow_origins<S: AsRef<str>>(mut self, origins: impl IntoIterator<Item = S>) -> Self {
+        self.policy().origins =
+            Origins::List(origins.into_iter().map(|o| normal(o.as_ref())).collect());
         self
     }
 
     /// Allow every origin. With credentials the request's origin is echoed
-    /// (a `*` would not be accepted by browsers).
+    /// (browsers refuse a `*` there) — every site may then read responses
+    /// made with the user's cookies, so prefer a list; the opaque origin
+    /// `null` is never echoed.
     pub fn allow_any_origin(mut self) -> Self {
         self.policy().origins = Origins::Any;
         self
@@ -130,20 +133,44 @@ impl<A: App> Cors<A> {
     }
 }
 
+/// An origin as compared: lower-case, no trailing slash.
+fn normal(origin: &str) -> String {
+    origin.trim().trim_end_matches('/').to_ascii_lowercase()
+}
+
 impl Policy {
     /// The `Access-Control-Allow-Origin` value for `origin`, if allowed.
+    /// The opaque origin `null` (sandboxed frames, `file:` pages) is only
+    /// allowed by a `*` without credentials.
     fn allow(&self, origin: &str) -> Option<String> {
         match &self.origins {
             Origins::Any if !self.credentials => Some("*".into()),
+            _ if origin.trim() == "null" => None,
             Origins::Any => Some(origin.to_owned()),
-            Origins::List(list) => list.iter().any(|o| o == origin).then(|| origin.to_owned()),
+            Origins::List(list) => {
+                let origin_n = normal(origin);
+                list.contains(&origin_n).then(|| origin.to_owned())
+            }
         }
     }
 
-    /// The headers every allowed response gets.
-    fn response_headers(&self, allowed: &str, headers: &mut Headers) {
+    /// Whether the answer depends on `Origin` (all but a plain `*`): then
+    /// every response says `Vary: Origin`, so no cache hands one origin's
+    /// answer to another.
+    fn varies(&self) -> bool {
+        !matches!(self.origins, Origins::Any) || self.credentials
+    }
+
+    /// The CORS headers of a response to `allowed` (the app's own
+    /// `Access-Control-Allow-Origin`, if any, is replaced: two values
+    /// would make browsers refuse it), or just `Vary` for anyone else.
+    fn decorate(&self, allowed: Option<&str>, headers: &mut Headers) {
+        if self.varies() {
+            headers.push("vary", "Origin");
+        }
+        let Some(allowed) = allowed else { return };
+        headers.remove("access-control-allow-origin");
         headers.push("access-control-allow-origin", allowed.to_owned());
-        headers.push("vary", "Origin");
         if self.credentials {
             headers.push("access-control-allow-credentials", "true");
         }
@@ -160,16 +187,15 @@ impl<A: App> App for Cors<A> {
         receive: Receiver,
         send: Sender,
     ) -> BoxFuture<Result<(), BoxError>> {
-        let Some(origin) = scope.header("origin").map(str::to_owned) else {
-            return self.inner.call(scope, receive, send);
-        };
-        let allowed = self.policy.allow(&origin);
+        let origin = scope.header("origin").map(str::to_owned);
+        let allowed = origin.as_deref().and_then(|o| self.policy.allow(o));
         match &scope {
-            Scope::WebSocket(_) if allowed.is_none() => {
+            Scope::WebSocket(_) if origin.is_some() && allowed.is_none() => {
                 return Box::pin(pagi::ws::refuse(receive, send));
             }
             Scope::Http(_)
-                if scope.method() == Some("OPTIONS")
+                if origin.is_some()
+                    && scope.method() == Some("OPTIONS")
                     && scope.header("access-control-request-method").is_some() =>
             {
                 let asked = scope
@@ -177,11 +203,14 @@ impl<A: App> App for Cors<A> {
                     .map(str::to_owned);
                 return Box::pin(preflight(self.policy.clone(), allowed, asked, send));
             }
+            Scope::WebSocket(_) | Scope::Lifespan(_) => {
+                return self.inner.call(scope, receive, send);
+            }
             _ => {}
         }
-        let Some(allowed) = allowed else {
+        if allowed.is_none() && !self.policy.varies() {
             return self.inner.call(scope, receive, send);
-        };
+        }
         let policy = self.policy.clone();
         let send = map_send(send, move |event| match event {
             SendEvent::HttpResponseStart {
@@ -189,7 +218,7 @@ impl<A: App> App for Cors<A> {
                 mut headers,
                 trailers,
             } => {
-                policy.response_headers(&allowed, &mut headers);
+                policy.decorate(allowed.as_deref(), &mut headers);
                 SendEvent::HttpResponseStart {
                     status,
                     headers,
@@ -200,14 +229,14 @@ impl<A: App> App for Cors<A> {
                 status,
                 mut headers,
             } => {
-                policy.response_headers(&allowed, &mut headers);
+                policy.decorate(allowed.as_deref(), &mut headers);
                 SendEvent::SseStart { status, headers }
             }
             SendEvent::SseHttpResponseStart {
                 status,
                 mut headers,
             } => {
-                policy.response_headers(&allowed, &mut headers);
+                policy.decorate(allowed.as_deref(), &mut headers);
                 SendEvent::SseHttpResponseStart { status, headers }
             }
             other => other,
@@ -222,15 +251,15 @@ async fn preflight(
     asked: Option<String>,
     send: Sender,
 ) -> Result<(), BoxError> {
-    let Some(allowed) = allowed else {
-        let headers = Headers::new().with("content-type", "text/plain; charset=utf-8");
-        send.send(SendEvent::response_start(403, headers)).await?;
-        send.send(SendEvent::response_body("origin not allowed\n", false))
+    let mut headers = Headers::new();
+    policy.decorate(allowed.as_deref(), &mut headers);
+    if allowed.is_none() {
+        pagi::http::Response::text(403, "origin not allowed\n")
+            .with_headers(headers)
+            .send(&send)
             .await?;
         return Ok(());
-    };
-    let mut headers = Headers::new();
-    policy.response_headers(&allowed, &mut headers);
+    }
     headers.push("access-control-allow-methods", policy.methods.clone());
     if let Some(h) = policy.headers.clone().or(asked) {
         headers.push("access-control-allow-headers", h);
@@ -238,7 +267,9 @@ async fn preflight(
     if let Some(age) = policy.max_age {
         headers.push("access-control-max-age", age.to_string());
     }
-    send.send(SendEvent::response_start(204, headers)).await?;
-    send.send(SendEvent::response_body("", false)).await?;
+    pagi::http::Response::new(204)
+        .with_headers(headers)
+        .send(&send)
+        .await?;
     Ok(())
 }

@@ -3,9 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use pagi::{
-    App, BoxError, BoxFuture, Headers, Receiver, Scope, SendEvent, Sender, SharedApp, StateKey,
-};
+use pagi::{App, BoxError, BoxFuture, Headers, Receiver, Scope, Sender, SharedApp, StateKey};
 
 /// The `:name` segments a [`Router`] route matched, percent-decoded (the
 /// scope's `path` already is), in pattern order.
@@ -141,6 +139,27 @@ impl Router {
     }
 }
 
+/// The start of `route_path` that holds its first `segments` segments,
+/// slashes as sent (`//static/a` with one segment: `//static`), so that
+/// `root_path` plus what is left is still the whole path.
+fn covered(route_path: &str, segments: usize) -> &str {
+    if segments == 0 {
+        return "";
+    }
+    let (mut seen, mut in_segment) = (0, false);
+    for (i, b) in route_path.bytes().enumerate() {
+        if b != b'/' {
+            in_segment = true;
+        } else if std::mem::take(&mut in_segment) {
+            seen += 1;
+            if seen == segments {
+                return &route_path[..i];
+            }
+        }
+    }
+    route_path // the last segment runs to the end
+}
+
 /// What routing decided for one scope.
 enum Decision {
     Call(SharedApp, Option<String>, PathParams),
@@ -156,7 +175,7 @@ impl Router {
             match target {
                 Target::Mount(prefix) => {
                     if path.len() >= prefix.len() && prefix.iter().zip(&path).all(|(p, s)| p == s) {
-                        let mount = prefix.iter().map(|p| format!("/{p}")).collect();
+                        let mount = covered(route_path, prefix.len()).to_owned();
                         return Decision::Call(app.clone(), Some(mount), PathParams::default());
                     }
                 }
@@ -179,8 +198,10 @@ impl Router {
                     if !matched {
                         continue;
                     }
+                    // HEAD is GET without the body (RFC 9110 §9.3.2).
+                    let fits = |m: &String| m == method || (method == "HEAD" && m == "GET");
                     match methods {
-                        Some(m) if !m.iter().any(|m| m == method) => {
+                        Some(m) if !m.iter().any(fits) => {
                             allowed.extend(m.iter().cloned());
                         }
                         _ => return Decision::Call(app.clone(), None, PathParams(params)),
@@ -229,6 +250,10 @@ impl App for Router {
                 app.call(scope, receive, send)
             }
             Decision::WrongMethod(mut allowed) => {
+                if allowed.iter().any(|m| m == "GET") {
+                    allowed.push("HEAD".into());
+                }
+                allowed.sort();
                 allowed.dedup();
                 let headers = Headers::new().with("allow", allowed.join(", "));
                 Box::pin(refuse(
@@ -261,24 +286,11 @@ async fn refuse(
     text: &'static str,
     headers: Headers,
 ) -> Result<(), BoxError> {
-    let headers = headers.with("content-type", "text/plain; charset=utf-8");
+    let answer = pagi::http::Response::text(status, format!("{text}\n")).with_headers(headers);
     match scope {
         Scope::WebSocket(_) => pagi::ws::refuse(receive, send).await?,
-        Scope::Sse(_) => {
-            send.send(SendEvent::SseHttpResponseStart { status, headers })
-                .await?;
-            send.send(SendEvent::SseHttpResponseBody {
-                body: format!("{text}\n").into(),
-                more: false,
-            })
-            .await?;
-        }
-        _ => {
-            send.send(SendEvent::response_start(status, headers))
-                .await?;
-            send.send(SendEvent::response_body(format!("{text}\n"), false))
-                .await?;
-        }
+        Scope::Sse(_) => answer.send_declining(&send).await?,
+        _ => answer.send(&send).await?,
     }
     Ok(())
 }
@@ -325,5 +337,19 @@ mod tests {
         ));
         assert!(matches!(r.decide("/login", "GET"), Decision::WrongMethod(m) if m == ["POST"]));
         assert!(called(r.decide("/login", "POST")).1.is_empty());
+        // Extra slashes stay in the mount, so root_path + rest == path.
+        assert_eq!(
+            called(r.decide("//static//a.css", "GET")).0.as_deref(),
+            Some("//static")
+        );
+        assert_eq!(covered("/a/b/c", 2), "/a/b");
+        assert_eq!(covered("/a/b", 2), "/a/b");
+    }
+
+    #[test]
+    fn head_fits_get_routes_and_allow_lists_both() {
+        let r = Router::new().route_for(&["GET"], "/x", app());
+        assert!(matches!(r.decide("/x", "HEAD"), Decision::Call(..)));
+        assert!(matches!(r.decide("/x", "POST"), Decision::WrongMethod(m) if m == ["GET"]));
     }
 }

@@ -53,8 +53,10 @@ async fn serve(
     mut receive: Receiver,
     send: Sender,
 ) -> Result<(), BoxError> {
-    let Scope::Http(http) = scope else {
-        return Err(pagi::unsupported_scope(&scope));
+    let http = match scope {
+        Scope::Http(http) => http,
+        Scope::WebSocket(_) => return pagi::ws::refuse(receive, send).await,
+        other => return Err(pagi::unsupported_scope(&other)),
     };
     while let ReceiveEvent::HttpRequest { more: true, .. } = receive.recv().await {}
     if http.method != "GET" && http.method != "HEAD" {
@@ -137,13 +139,35 @@ fn open(root: &Path, route_path: &str) -> Option<(std::fs::File, std::fs::Metada
     }
     // Symbolic links may point anywhere: what is opened must be under the
     // root once both are resolved.
+    let root = root.canonicalize().ok()?;
     let real = path.canonicalize().ok()?;
-    if !real.starts_with(root.canonicalize().ok()?) {
+    // Only regular files: opening a FIFO would block until a writer came.
+    if !real.starts_with(&root) || !std::fs::metadata(&real).ok()?.is_file() {
         return None;
     }
     let file = std::fs::File::open(&real).ok()?;
     let meta = file.metadata().ok()?;
-    meta.is_file().then_some((file, meta, real))
+    // A directory on the way swapped for a link between the checks and the
+    // open: what was opened is checked again.
+    if !meta.is_file() || !opened_under(&file, &root) {
+        return None;
+    }
+    Some((file, meta, real))
+}
+
+/// Whether the open `file` lies under `root` (Linux: its `/proc/self/fd`
+/// link names the path the kernel resolved; elsewhere the checks before
+/// the open stand).
+#[cfg(target_os = "linux")]
+fn opened_under(file: &std::fs::File, root: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))
+        .is_ok_and(|p| p.starts_with(root))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn opened_under(_: &std::fs::File, _: &Path) -> bool {
+    true
 }
 
 /// `root` joined with the path's segments; `None` for `..`, absolute
@@ -185,7 +209,13 @@ fn parse_range(value: &str, len: u64) -> Range {
     let Some((a, b)) = spec.trim().split_once('-') else {
         return Range::Ignore;
     };
-    let num = |s: &str| s.trim().parse::<u64>().ok();
+    // Digits only (`parse` would take a `+`).
+    let num = |s: &str| {
+        let s = s.trim();
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
     match (a.trim().is_empty(), num(a), num(b)) {
         // bytes=-N: the last N bytes.
         (true, _, Some(n)) if n > 0 && len > 0 => Range::Bytes(len.saturating_sub(n), len - 1),
@@ -219,12 +249,10 @@ fn content_type(path: &Path) -> &'static str {
 }
 
 async fn text(send: &Sender, status: u16, body: &str, headers: Headers) -> Result<(), BoxError> {
-    let headers = headers
-        .with("content-type", "text/plain; charset=utf-8")
-        .with("content-length", body.len().to_string());
-    send.send(SendEvent::response_start(status, headers))
-        .await?;
-    send.send(SendEvent::response_body(body.to_owned(), false))
+    pagi::http::Response::text(status, body.to_owned())
+        .with_headers(headers)
+        .header("content-length", body.len().to_string())
+        .send(send)
         .await?;
     Ok(())
 }
@@ -245,6 +273,7 @@ mod tests {
         assert_eq!(parse_range("bytes=5-1", 1000), Range::Ignore);
         assert_eq!(parse_range("bytes=0-1,5-6", 1000), Range::Ignore);
         assert_eq!(parse_range("items=0-1", 1000), Range::Ignore);
+        assert_eq!(parse_range("bytes=+0-+9", 1000), Range::Ignore);
     }
 
     #[test]

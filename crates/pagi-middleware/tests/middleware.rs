@@ -123,6 +123,11 @@ fn site() -> std::path::PathBuf {
     let secret = std::env::temp_dir().join(format!("pagi-mw-secret-{}", std::process::id()));
     std::fs::write(&secret, "secret").unwrap();
     std::os::unix::fs::symlink(&secret, dir.join("escape.txt")).unwrap();
+    // A named pipe: opening it would block until a writer came.
+    let made = std::process::Command::new("mkfifo")
+        .arg(dir.join("pipe"))
+        .status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
     dir
 }
 
@@ -230,6 +235,7 @@ async fn static_files_serve_ranges_validators_and_refuse_hostile_paths() {
         "/static/a%00.txt",
         "/static//etc/passwd",
         "/static/escape.txt",
+        "/static/pipe",
         "/static/missing.txt",
         "/static/docs",
     ] {
@@ -253,7 +259,7 @@ async fn static_files_serve_ranges_validators_and_refuse_hostile_paths() {
 async fn cors_preflights_decorates_responses_and_guards_websockets() {
     let app = Router::new().route("/data", echo()).route("/ws", ws_echo());
     let app = Cors::new(app)
-        .allow_origins(["https://app.example"])
+        .allow_origins(["https://App.example/"])
         .allow_methods(["GET", "POST", "DELETE"])
         .expose_headers(["x-total"])
         .allow_credentials(true)
@@ -308,8 +314,26 @@ async fn cors_preflights_decorates_responses_and_guards_websockets() {
         (other.status, other.header("access-control-allow-origin")),
         (200, None)
     );
+    assert_eq!(
+        other.header("vary"),
+        Some("Origin"),
+        "cacheable answers vary by Origin"
+    );
     let same_site = client.get("/data").await;
     assert_eq!(same_site.header("access-control-allow-origin"), None);
+    assert_eq!(same_site.header("vary"), Some("Origin"));
+    // Origins compare as browsers send them, whatever the configured case.
+    let upper = client
+        .request(get_with("/data", &[("origin", "HTTPS://APP.EXAMPLE")]))
+        .await;
+    assert_eq!(
+        upper.header("access-control-allow-origin"),
+        Some("HTTPS://APP.EXAMPLE")
+    );
+    let opaque = client
+        .request(get_with("/data", &[("origin", "null")]))
+        .await;
+    assert_eq!(opaque.header("access-control-allow-origin"), None);
 
     let mut ws = client
         .websocket("/ws", &[("origin", "https://app.example")])

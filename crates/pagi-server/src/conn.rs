@@ -56,7 +56,7 @@ pub(crate) async fn serve(
     let info = ConnInfo {
         client,
         proxy_trusted: trusted,
-        local,
+        local: Some(local),
         tls: None,
     };
     match tls {

@@ -87,7 +87,7 @@ impl Ctx {
             root_path: self.config.root_path.clone(),
             headers: head.headers,
             client,
-            server: Some(info.local.clone()),
+            server: info.local.clone(),
             state: self.state.clone(),
             extensions,
             transport: Some(transport),

@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use pagi::{ServerAddr, SharedApp};
+use pagi::SharedApp;
 use tokio::sync::watch;
 
 use crate::ctx::{Ctx, Phase};
@@ -82,9 +82,15 @@ impl WebSocketHost {
     }
 
     /// Close every session with 1001 (`server_shutdown`), as the server
-    /// does when it drains.
+    /// does when it drains; handshakes from now on are answered 503.
     pub fn shutdown(&self) {
         self.phase.send_replace(Phase::Draining);
+    }
+
+    /// Resolves once no session runs (after [`WebSocketHost::shutdown`],
+    /// say).
+    pub async fn drained(&self) {
+        self.ctx.live.wait_zero().await;
     }
 
     /// Answer one handshake; the session runs on a task of its own once the
@@ -93,17 +99,27 @@ impl WebSocketHost {
         &self,
         request: http::Request<B>,
     ) -> pagi::BoxFuture<http::Response<Full<Bytes>>> {
-        let Some(tunnel) = tunnel_of(&request) else {
-            let resp = crate::wire::h2::canned(400, "Not a WebSocket handshake").map(Full::new);
-            return Box::pin(async move { resp });
+        let refusal = match tunnel_of(&request) {
+            None => Some((400, "Not a WebSocket handshake")),
+            Some(_) if *self.phase.borrow() != Phase::Running => Some((503, "Shutting down")),
+            Some(_) => None,
         };
+        if let Some((status, why)) = refusal {
+            let resp = crate::wire::h2::canned(status, why).map(Full::new);
+            return Box::pin(async move { resp });
+        }
+        let tunnel = tunnel_of(&request).expect("checked above");
         let info = Arc::new(ConnInfo {
             client: request.extensions().get::<ClientAddr>().map(|c| c.0),
             proxy_trusted: false,
-            local: ServerAddr::Tcp(SocketAddr::from(([0, 0, 0, 0], 0))),
+            local: None,
             tls: None,
         });
-        let answer = serve_tunnel(request, tunnel, self.ctx.clone(), info, Box::new(()));
+        // Each session holds the phase sender: a host dropped by its
+        // router does not cut the sessions still running (a closed watch
+        // means "stopped" to them).
+        let hold = Box::new(self.phase.clone());
+        let answer = serve_tunnel(request, tunnel, self.ctx.clone(), info, hold);
         Box::pin(async move { answer.await.map(|b| Full::new(b.unwrap_or_default())) })
     }
 }
@@ -113,12 +129,8 @@ fn tunnel_of<B>(request: &http::Request<B>) -> Option<Tunnel> {
         .headers()
         .get(http::header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    let connect_ws = request
-        .extensions()
-        .get::<hyper::ext::Protocol>()
-        .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
     match *request.method() {
-        http::Method::CONNECT if connect_ws => Some(Tunnel::H2),
+        http::Method::CONNECT if crate::ws::protocol_is_websocket(request) => Some(Tunnel::H2),
         _ if upgrade_ws && request.version() <= http::Version::HTTP_11 => Some(Tunnel::H1),
         _ => None,
     }

@@ -78,7 +78,34 @@ async fn the_seed_runs_inside_axum_and_the_host_shuts_sessions_down() {
         other => panic!("expected a 403, got {other:?}"),
     }
 
+    // A refusal on a connection the client keeps open does not keep its
+    // session alive (hyper holds a refused upgrade until the connection
+    // ends; the session must not wait for it).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(
+            b"GET /refuse HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut head = [0u8; 12];
+        within(STEP, "the refusal", s.read_exact(&mut head))
+            .await
+            .unwrap();
+        assert_eq!(&head, b"HTTP/1.1 403");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while host.sessions() > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(host.sessions(), 1, "only the seed's session runs");
+        drop(s);
+    }
+
     host.shutdown();
+    let (status, _) = plain_get_upgrade(addr, "/seed").await;
+    assert_eq!(status, 503, "no new sessions while shutting down");
     loop {
         match within(STEP, "the host's close", ws.next()).await {
             Some(Ok(Message::Close(Some(frame)))) => {
@@ -90,10 +117,7 @@ async fn the_seed_runs_inside_axum_and_the_host_shuts_sessions_down() {
         }
     }
     drop(ws);
-    let deadline = tokio::time::Instant::now() + STEP;
-    while host.sessions() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    within(STEP, "every session ended", host.drained()).await;
     assert_eq!(host.sessions(), 0);
     server.abort();
 }
@@ -111,4 +135,20 @@ async fn plain_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let status = text.split(' ').nth(1).unwrap().parse().unwrap();
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     (status, body)
+}
+
+async fn plain_get_upgrade(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    within(STEP, "an answer", s.read_exact(&mut head))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&head).into_owned();
+    (text[9..12].parse().unwrap(), text)
 }

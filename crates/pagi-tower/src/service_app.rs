@@ -115,26 +115,12 @@ where
         // A target, method or header the `http` crate will not carry is
         // the client's error, not the app's.
         Err(why) => {
-            let answer = format!("Bad Request: {why}\n");
-            let headers = pagi::Headers::new().with("content-type", "text/plain; charset=utf-8");
-            send.send(if sse {
-                SendEvent::SseHttpResponseStart {
-                    status: 400,
-                    headers,
-                }
+            let answer = pagi::http::Response::text(400, format!("Bad Request: {why}\n"));
+            if sse {
+                answer.send_declining(&send).await?;
             } else {
-                SendEvent::response_start(400, headers)
-            })
-            .await?;
-            send.send(if sse {
-                SendEvent::SseHttpResponseBody {
-                    body: answer.into(),
-                    more: false,
-                }
-            } else {
-                SendEvent::response_body(answer, false)
-            })
-            .await?;
+                answer.send(&send).await?;
+            }
             return Ok(());
         }
     };

@@ -162,10 +162,7 @@ impl hyper::service::Service<Request<Incoming>> for Service {
         }
         let guard = self.activity.begin();
         let is_connect = req.method() == http::Method::CONNECT;
-        let websocket = req
-            .extensions()
-            .get::<hyper::ext::Protocol>()
-            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        let websocket = crate::ws::protocol_is_websocket(&req);
         match (is_connect, websocket) {
             (true, true) => {
                 let answer = crate::ws::serve_tunnel(

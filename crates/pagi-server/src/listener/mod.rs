@@ -197,8 +197,9 @@ pub(crate) struct ConnInfo {
     pub(crate) client: Option<SocketAddr>,
     /// The peer is a trusted proxy: its forwarded headers are believed.
     pub(crate) proxy_trusted: bool,
-    /// Where the connection was accepted.
-    pub(crate) local: ServerAddr,
+    /// Where the connection was accepted (`None` for a host's connection
+    /// handed over through `embed`: the host's listener is not ours).
+    pub(crate) local: Option<ServerAddr>,
     /// The scope's `tls` extension (built once per connection); `None` on
     /// a cleartext connection.
     pub(crate) tls: Option<Arc<pagi::ExtensionData>>,

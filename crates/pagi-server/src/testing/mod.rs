@@ -147,7 +147,7 @@ impl TestClient {
         let info = ConnInfo {
             client: Some(CLIENT_ADDR),
             proxy_trusted: false,
-            local: ServerAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 80))),
+            local: Some(ServerAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 80)))),
             tls: None,
         };
         let live = self.ctx.live.guard();

@@ -159,6 +159,14 @@ fn begin(head: RequestHead, ctx: &Arc<Ctx>, info: &ConnInfo) -> Begun {
     }
 }
 
+/// Whether an extended CONNECT names the `websocket` protocol (RFC 8441).
+pub(crate) fn protocol_is_websocket<B>(request: &http::Request<B>) -> bool {
+    request
+        .extensions()
+        .get::<hyper::ext::Protocol>()
+        .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
 /// How a handshake reached us when another HTTP layer holds the
 /// connection (hyper: our HTTP/2 server, or a host's server embedding
 /// WebSockets), and so how it is accepted.
@@ -239,8 +247,13 @@ pub(crate) fn serve_tunnel<B>(
     });
     let begun = begin(scope_head, &ctx, &info);
     let shared = begun.shared.clone();
+    // The session gets the upgrade only if the answer accepted: a refused
+    // HTTP/1.1 handshake leaves hyper's pending upgrade open until the
+    // connection ends, and it must not hold the session (or its live
+    // count) that long.
+    let (hand_over, handed) = tokio::sync::oneshot::channel::<hyper::upgrade::OnUpgrade>();
     let upgraded: Pin<Box<dyn Future<Output = Option<TokioIo<Upgraded>>> + Send>> =
-        Box::pin(async move { on_upgrade.await.ok().map(TokioIo::new) });
+        Box::pin(async move { handed.await.ok()?.await.ok().map(TokioIo::new) });
     let answered = Arc::new(AtomicU16::new(0));
     tokio::spawn(Session {
         app: Some(begun.app),
@@ -259,8 +272,16 @@ pub(crate) fn serve_tunnel<B>(
     let extensions = begun.extensions;
     Box::pin(async move {
         let decision = std::future::poll_fn(|cx| shared.poll_decision(cx)).await;
+        // The status that opens the stream: 101 (HTTP/1.1), 200 (HTTP/2).
+        let opens = match accept_key {
+            Some(_) => http::StatusCode::SWITCHING_PROTOCOLS,
+            None => http::StatusCode::OK,
+        };
         let resp = answer_tunnel(decision, extensions, accept_key);
         answered.store(resp.status().as_u16(), Ordering::Relaxed);
+        if resp.status() == opens {
+            let _ = hand_over.send(on_upgrade);
+        }
         resp
     })
 }

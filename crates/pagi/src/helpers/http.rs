@@ -142,6 +142,14 @@ impl Response {
         self
     }
 
+    /// Add every header of `headers`, after those already set.
+    pub fn with_headers(mut self, headers: Headers) -> Self {
+        for (name, value) in headers.iter() {
+            self.headers.push(name.clone(), value.clone());
+        }
+        self
+    }
+
     /// Set the body.
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = Body::Bytes(body.into());
@@ -152,6 +160,24 @@ impl Response {
     pub fn file(mut self, body: Body) -> Self {
         self.body = body;
         self
+    }
+
+    /// Send it as an `sse` scope's declining response
+    /// (`sse.http.response.start` and `.body`): the answer of an event-stream
+    /// request that gets no stream. A file body is not allowed there.
+    pub async fn send_declining(self, send: &Sender) -> Result<(), SendError> {
+        let Body::Bytes(body) = self.body else {
+            return Err(SendError::invalid(
+                "a declining SSE response has no file body",
+            ));
+        };
+        send.send(SendEvent::SseHttpResponseStart {
+            status: self.status,
+            headers: self.headers,
+        })
+        .await?;
+        send.send(SendEvent::SseHttpResponseBody { body, more: false })
+            .await
     }
 
     /// Send it.
