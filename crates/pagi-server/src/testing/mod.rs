@@ -41,6 +41,11 @@ use crate::{Config, Error};
 
 pub use ws_client::{TestWebSocket, WsFrame};
 
+/// Bytes an in-memory connection holds in each direction before the writer
+/// waits (as a socket buffer would): an app streaming to a test that does
+/// not read is pushed back, as over TCP.
+pub const DUPLEX_BUFFER: usize = 64 * 1024;
+
 /// How long a request may take by default ([`TestClient::with_timeout`]).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -143,7 +148,7 @@ impl TestClient {
 
     /// A new in-memory connection, served by the server's code on a task.
     fn connect(&self) -> TokioIo<tokio::io::DuplexStream> {
-        let (client, server) = tokio::io::duplex(64 * 1024);
+        let (client, server) = tokio::io::duplex(DUPLEX_BUFFER);
         let info = ConnInfo {
             client: Some(CLIENT_ADDR),
             proxy_trusted: false,
