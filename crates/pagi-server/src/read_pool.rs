@@ -58,9 +58,106 @@ pub(crate) fn give(mut buf: BytesMut) {
     });
 }
 
+/// How much room a connection's next read gets: `READ_CHUNK` at first,
+/// doubled while reads fill what they were given (so a large message
+/// arrives in one read, without reallocation), up to `MAX_READ_CHUNK`, and
+/// halved after `SHRINK_AFTER` reads in a row used under a quarter of it
+/// (one short read, such as the tail of a frame, does not undo the growth).
+#[derive(Debug)]
+pub(crate) struct ReadSize {
+    size: usize,
+    /// Consecutive reads that used under a quarter of `size`.
+    small: u8,
+}
+
+/// Small reads in a row before the read size halves.
+const SHRINK_AFTER: u8 = 8;
+
+impl Default for ReadSize {
+    fn default() -> Self {
+        ReadSize {
+            size: READ_CHUNK,
+            small: 0,
+        }
+    }
+}
+
+impl ReadSize {
+    /// The room the next read should have.
+    pub(crate) fn get(&self) -> usize {
+        self.size
+    }
+
+    /// Whether a buffer with `spare` bytes free is too full for the next
+    /// read: the read would likely stop at its end and need a second
+    /// `recv` (or a reallocation) for the rest of a message.
+    pub(crate) fn wants_more_than(&self, spare: usize) -> bool {
+        spare < self.size / 2
+    }
+
+    /// Record a read of `n` bytes into `spare` free bytes; `limited` when
+    /// `spare` was cut short by a memory budget (then a full read says
+    /// nothing about the peer).
+    pub(crate) fn record(&mut self, n: usize, spare: usize, limited: bool) {
+        if n == spare && !limited {
+            self.size = (self.size * 2).min(MAX_READ_CHUNK);
+            self.small = 0;
+        } else if n < self.size / 4 {
+            self.small += 1;
+            if self.small >= SHRINK_AFTER {
+                self.size = (self.size / 2).max(READ_CHUNK);
+                self.small = 0;
+            }
+        } else {
+            self.small = 0;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_size_grows_on_full_reads_and_survives_a_short_tail() {
+        let mut r = ReadSize::default();
+        // A 16 KiB frame (plus its header) fills the first read...
+        r.record(READ_CHUNK, READ_CHUNK, false);
+        assert_eq!(r.get(), 2 * READ_CHUNK);
+        // ...and its 14-byte tail does not undo the growth.
+        r.record(14, 2 * READ_CHUNK, false);
+        assert_eq!(r.get(), 2 * READ_CHUNK);
+        // The next frames arrive whole.
+        r.record(READ_CHUNK + 14, 2 * READ_CHUNK, false);
+        assert_eq!(r.get(), 2 * READ_CHUNK);
+        // A budget-limited full read is not growth.
+        r.record(100, 100, true);
+        assert_eq!(r.get(), 2 * READ_CHUNK);
+        // Sustained small reads shrink it, never below READ_CHUNK.
+        for _ in 0..SHRINK_AFTER {
+            r.record(64, 2 * READ_CHUNK, false);
+        }
+        assert_eq!(r.get(), READ_CHUNK);
+        for _ in 0..4 * SHRINK_AFTER {
+            r.record(64, READ_CHUNK, false);
+        }
+        assert_eq!(r.get(), READ_CHUNK);
+        for _ in 0..10 {
+            let s = r.get();
+            r.record(s, s, false);
+        }
+        assert_eq!(r.get(), MAX_READ_CHUNK);
+    }
+
+    #[test]
+    fn a_buffer_left_with_less_than_half_the_read_size_is_replaced() {
+        let mut r = ReadSize::default();
+        r.record(READ_CHUNK, READ_CHUNK, false);
+        // After a 16 KiB frame was split off a 32 KiB buffer.
+        assert!(r.wants_more_than(2 * READ_CHUNK - (READ_CHUNK + 14)));
+        // After a 64-byte message was taken from it.
+        assert!(!r.wants_more_than(2 * READ_CHUNK - 78));
+    }
 
     fn pooled_bytes() -> usize {
         POOL.with(|p| p.borrow().bytes)

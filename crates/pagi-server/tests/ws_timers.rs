@@ -62,7 +62,7 @@ async fn expect_in_order(rx: &mut mpsc::UnboundedReceiver<ReceiveEvent>, n: u32)
         let got = within(STEP, "message", rx.recv()).await.unwrap();
         assert_eq!(
             got,
-            ReceiveEvent::WebSocketReceive(pagi::Message::Text(format!("m{i}"))),
+            ReceiveEvent::WebSocketReceive(pagi::Message::Text(format!("m{i}").into())),
             "message {i}"
         );
     }

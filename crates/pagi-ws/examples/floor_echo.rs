@@ -112,7 +112,7 @@ async fn connection(mut stream: TcpStream, tick: Option<Duration>) -> io::Result
                 }
             }
             _ = next_tick(&mut ticker) => {
-                let _ = session.send(Message::Text("tick".to_owned()));
+                let _ = session.send(Message::Text(pagi_ws::ByteString::from_static("tick")));
             }
         }
     }

@@ -32,6 +32,7 @@ mod out;
 mod session;
 mod utf8;
 
+pub use bytestring::ByteString;
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use session::{
     is_valid_close_code, Event, Message, SendError, Session, SessionConfig, State,

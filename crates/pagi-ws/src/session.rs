@@ -4,6 +4,7 @@ use std::fmt;
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
+use bytestring::ByteString;
 
 use crate::deflate::{DeflateParams, Deflater, InflateError, Inflater};
 use crate::frame::{
@@ -11,7 +12,7 @@ use crate::frame::{
     OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, RSV1,
 };
 use crate::out::{OutQueue, ZERO_COPY_MIN};
-use crate::utf8::Utf8Acc;
+use crate::utf8::{self, Utf8Acc};
 
 /// Per-connection settings.
 #[derive(Clone, Debug)]
@@ -61,8 +62,9 @@ impl Default for SessionConfig {
 /// A complete data message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
-    /// A text message (always valid UTF-8).
-    Text(String),
+    /// A text message: valid UTF-8, validated once as it arrived. A large one shares the
+    /// read buffer it arrived in (no copy), like a binary one.
+    Text(ByteString),
     /// A binary message.
     Binary(Bytes),
 }
@@ -526,26 +528,11 @@ impl Session {
             apply_mask(&mut input[..avail], frame.mask, 0);
             let kind = self.msg.take();
             let msg = match kind {
-                Some(MsgKind::Text) => {
-                    let r = match crate::utf8::validate(&input[..avail]) {
-                        Some(s) => Message::Text(s.to_owned()),
-                        None => return Step::Fail(1007, "invalid UTF-8 in text message"),
-                    };
-                    input.advance(avail);
-                    r
-                }
-                // Large payloads are split off the read buffer without copying; small ones, and
-                // those small next to the rest of the buffer, are copied, so that a message kept
-                // by the application pins at most four times its size (and the read buffer
-                // stays reusable in place).
-                _ if avail >= ZERO_COPY_MIN && avail.saturating_mul(4) >= input.capacity() => {
-                    Message::Binary(input.split_to(avail).freeze())
-                }
-                _ => {
-                    let b = Bytes::copy_from_slice(&input[..avail]);
-                    input.advance(avail);
-                    Message::Binary(b)
-                }
+                Some(MsgKind::Text) => match utf8::text(take_payload(input, avail)) {
+                    Some(text) => Message::Text(text),
+                    None => return Step::Fail(1007, "invalid UTF-8 in text message"),
+                },
+                _ => Message::Binary(take_payload(input, avail)),
             };
             return Step::Event(Event::Message(msg));
         }
@@ -677,7 +664,7 @@ impl Session {
         match kind {
             Some(MsgKind::Text) => std::mem::take(&mut self.text)
                 .finish()
-                .map(Message::Text)
+                .map(|s| Message::Text(s.into()))
                 .map_err(|_| (1007, "invalid UTF-8 in text message")),
             _ => Ok(Message::Binary(std::mem::take(&mut self.binary).freeze())),
         }
@@ -716,13 +703,13 @@ impl Session {
 
     /// Queue a data message as one frame (FIN set, never fragmented, unmasked), compressed
     /// (RSV1) when deflate was negotiated and the payload is at least `compress_min_size`.
-    /// Payloads of 4 KiB or more are queued without copying (a `String` becomes `Bytes`).
+    /// Payloads of 4 KiB or more are queued without copying.
     ///
     /// Fails after a Close was sent or received.
     pub fn send(&mut self, msg: Message) -> Result<(), SendError> {
         self.check_open()?;
         let (opcode, payload) = match &msg {
-            Message::Text(s) => (OP_TEXT, s.as_bytes()),
+            Message::Text(s) => (OP_TEXT, &s.as_bytes()[..]),
             Message::Binary(b) => (OP_BINARY, &b[..]),
         };
         if let Some(params) = &self.deflate {
@@ -755,10 +742,7 @@ impl Session {
     fn push_plain(&mut self, opcode: u8, msg: Message) -> Result<(), SendError> {
         let b0 = FIN | opcode;
         match msg {
-            Message::Text(s) if s.len() >= ZERO_COPY_MIN => {
-                self.out.push(b0, Bytes::from(s.into_bytes()));
-            }
-            Message::Text(s) => self.out.push_copy(b0, s.as_bytes()),
+            Message::Text(s) => self.out.push(b0, s.into_bytes()),
             Message::Binary(b) => self.out.push(b0, b),
         }
         Ok(())
@@ -855,6 +839,19 @@ impl Session {
             self.flush_pending_pong();
         }
     }
+}
+
+/// The first `len` bytes of `input`, taken out of it. Large payloads are split off the read
+/// buffer without copying; small ones, and those small next to the rest of the buffer, are
+/// copied, so that a message kept by the application pins at most four times its size (and
+/// the read buffer stays reusable in place).
+fn take_payload(input: &mut BytesMut, len: usize) -> Bytes {
+    if len >= ZERO_COPY_MIN && len.saturating_mul(4) >= input.capacity() {
+        return input.split_to(len).freeze();
+    }
+    let b = Bytes::copy_from_slice(&input[..len]);
+    input.advance(len);
+    b
 }
 
 #[cfg(test)]

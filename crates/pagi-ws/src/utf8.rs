@@ -5,9 +5,27 @@
 //! split across chunks is carried over in a 4-byte buffer and checked with `std` (a few bytes);
 //! a chunk that ends in a prefix which can never become valid fails at once (fast fail).
 
+use bytes::Bytes;
+use bytestring::ByteString;
+
 /// Validate `bytes` as a whole (SIMD-accelerated where the CPU allows).
 pub(crate) fn validate(bytes: &[u8]) -> Option<&str> {
     simdutf8::basic::from_utf8(bytes).ok()
+}
+
+/// `bytes` as text, if they are UTF-8: validated once, by `simdutf8`, and not copied.
+///
+/// The workspace's one `unsafe` block. The safe alternatives cost a second validation
+/// (`ByteString::try_from` runs `std`'s validator after ours) or a copy (`String`); the
+/// figures are in `docs/decisions.md`.
+#[allow(unsafe_code)]
+pub(crate) fn text(bytes: Bytes) -> Option<ByteString> {
+    validate(&bytes)?;
+    // SAFETY: `from_bytes_unchecked` requires `bytes` to be valid UTF-8. `validate` just
+    // checked exactly these bytes (it returns `None` otherwise), and `Bytes` is immutable:
+    // no handle can change them afterwards (`BytesMut` views of the same allocation never
+    // overlap a frozen range).
+    Some(unsafe { ByteString::from_bytes_unchecked(bytes) })
 }
 
 /// Length of the UTF-8 sequence introduced by `b`; 1 for ASCII and for bytes that cannot start
@@ -162,6 +180,25 @@ mod tests {
             Err((3, InvalidUtf8))
         );
         assert_eq!(feed(&[b"\xF0", b"\x9F", b"\x98", b"\x80"]).unwrap(), "😀");
+    }
+
+    #[test]
+    fn text_is_validated_and_not_copied() {
+        let b = Bytes::from("κόσμε and more".to_owned());
+        let ptr = b.as_ptr();
+        let t = text(b).expect("valid");
+        assert_eq!(&*t, "κόσμε and more");
+        assert_eq!(t.as_ptr(), ptr, "no copy");
+        assert!(text(Bytes::from_static(b"ab\xC0")).is_none());
+        assert!(
+            text(Bytes::from_static(b"\xED\xA0\x80")).is_none(),
+            "surrogate"
+        );
+        assert!(
+            text(Bytes::from_static(b"a\xE2\x82")).is_none(),
+            "cut short"
+        );
+        assert_eq!(&*text(Bytes::new()).expect("empty is valid"), "");
     }
 
     #[test]

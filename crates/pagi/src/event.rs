@@ -1,16 +1,31 @@
 //! The events that flow through `receive` and `send`.
 
 use bytes::Bytes;
+use bytestring::ByteString;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{Headers, Value};
 
 /// A WebSocket message: text (valid UTF-8, decoded) or binary.
+///
+/// Both are cheap to clone and, from the server, usually share the buffer the message
+/// arrived in: a text message is a [`ByteString`], UTF-8 validated once, that derefs to
+/// `&str`.
+///
+/// ```
+/// use pagi::Message;
+///
+/// let m = Message::Text("hello".into());
+/// assert_eq!(m.as_text(), Some("hello"));
+/// if let Message::Text(t) = &m {
+///     assert_eq!(t.to_uppercase(), "HELLO"); // `t` derefs to `&str`
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// A text message (`text` key).
-    Text(String),
+    Text(ByteString),
     /// A binary message (`bytes` key).
     Binary(Bytes),
 }
@@ -363,8 +378,8 @@ impl SendEvent {
         }
     }
 
-    /// `websocket.send` with a text message.
-    pub fn text(text: impl Into<String>) -> Self {
+    /// `websocket.send` with a text message (a `String`, a `&str` or a [`ByteString`]).
+    pub fn text(text: impl Into<ByteString>) -> Self {
         SendEvent::WebSocketSend(Message::Text(text.into()))
     }
 

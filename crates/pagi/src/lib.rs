@@ -70,6 +70,10 @@ mod value;
 #[path = "helpers/ws.rs"]
 pub mod ws;
 
+/// The text of a WebSocket message: UTF-8 on shared [`bytes::Bytes`] storage, derefs to `&str`
+/// (re-exported from the `bytestring` crate).
+pub use bytestring::ByteString;
+
 pub use app::{app_fn, branch, unsupported_scope, App, BoxError, BoxFuture, SharedApp};
 pub use connection::Connection;
 pub use event::{Body, Message, ReceiveEvent, SendEvent};

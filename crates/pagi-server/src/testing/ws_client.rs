@@ -149,7 +149,7 @@ impl TestWebSocket {
             if fin && opcode != 0x9 && opcode != 0xA {
                 let (op, data) = message.take()?;
                 return Some(WsFrame::Message(if op == 0x1 {
-                    Message::Text(String::from_utf8(data).ok()?)
+                    Message::Text(pagi::ByteString::try_from(data).ok()?)
                 } else {
                     Message::Binary(data.into())
                 }));
@@ -160,7 +160,7 @@ impl TestWebSocket {
     /// The next text message (panics on anything else).
     pub async fn recv_text(&mut self) -> String {
         match self.recv().await {
-            Some(WsFrame::Message(Message::Text(t))) => t,
+            Some(WsFrame::Message(Message::Text(t))) => t.to_string(),
             other => panic!("expected a text message, got {other:?}"),
         }
     }

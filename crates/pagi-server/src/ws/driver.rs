@@ -19,14 +19,8 @@ use super::shared::{from_ws, Half, Inner, Keepalive, WsShared};
 use crate::config::QueuePolicy;
 use crate::ctx::Ctx;
 use crate::listener::Io;
-use crate::read_pool::{self, MAX_READ_CHUNK, READ_CHUNK};
+use crate::read_pool::{self, ReadSize};
 use crate::timer::{poll_timer, Timer};
-
-// Reads reserve `READ_CHUNK` bytes at first; the size doubles while reads
-// fill the buffer (large messages then arrive in one read and no
-// reallocation), up to `MAX_READ_CHUNK`, and halves again while reads use
-// under a quarter of it. The size is a per-connection hint: the buffer
-// itself is released when drained.
 
 /// What each decoded event counts against `DECODE_PER_WAKE` besides its
 /// payload: a flood of empty messages or control frames is bounded too.
@@ -175,8 +169,9 @@ pub(crate) struct Driver<S> {
     pinger: Option<Pinger>,
     idle: Option<Timer>,
     close_deadline: Option<Timer>,
-    /// Current read reservation (see `READ_CHUNK`).
-    read_size: usize,
+    /// Room for the next read, adapted to the peer's messages (a hint:
+    /// the buffer itself is released when drained).
+    read_size: ReadSize,
     /// Payload this wake-up may still decode (see `DECODE_PER_WAKE`).
     decode_left: usize,
     /// Bytes were written since the last successful flush: a TLS stream may
@@ -206,7 +201,7 @@ pub(crate) fn prepare<S: Io>(stream: S, shared: Arc<WsShared>, ctx: &Ctx) -> Box
             .and_then(|every| Pinger::new(every, cfg.ws_ping_timeout)),
         idle: cfg.ws_idle_timeout.map(Timer::after),
         close_deadline: None,
-        read_size: READ_CHUNK,
+        read_size: ReadSize::default(),
         decode_left: 0,
         unflushed: false,
     })
@@ -481,12 +476,24 @@ impl<S: Io> Driver<S> {
             Poll::Ready(Err(_)) => return Err("read_error"),
             Poll::Pending => return Ok(false),
         }
+        let want = self.read_size.get();
         if self.rbuf.capacity() == 0 {
-            self.rbuf = read_pool::take(self.read_size);
-        } else if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-            self.rbuf.reserve(self.read_size);
+            self.rbuf = read_pool::take(want);
+        } else if self
+            .read_size
+            .wants_more_than(self.rbuf.capacity() - self.rbuf.len())
+        {
+            if self.rbuf.is_empty() {
+                // What is left of a buffer whose messages were split off
+                // (still alive in the app or the write queue): a fresh one,
+                // so the next message arrives in one read.
+                read_pool::give(std::mem::replace(&mut self.rbuf, read_pool::take(want)));
+            } else {
+                self.rbuf.reserve(want);
+            }
         }
-        let spare = (self.rbuf.capacity() - self.rbuf.len()).min(room);
+        let free = self.rbuf.capacity() - self.rbuf.len();
+        let spare = free.min(room);
         // `read_buf` goes through tokio's `poll_read`, which treats a short
         // read as "socket drained" and clears the readiness: no extra `recv`
         // that only returns EAGAIN (`try_read_buf` would make one per wake-up).
@@ -494,11 +501,7 @@ impl<S: Io> Driver<S> {
         match pin!(self.stream.read_buf(&mut limited)).poll(cx) {
             Poll::Ready(Ok(0)) => Err("client_closed"),
             Poll::Ready(Ok(n)) => {
-                if n == spare {
-                    self.read_size = (self.read_size * 2).min(MAX_READ_CHUNK);
-                } else if n < self.read_size / 4 {
-                    self.read_size = (self.read_size / 2).max(READ_CHUNK);
-                }
+                self.read_size.record(n, spare, spare < free);
                 if let (Some(idle), Some(t)) = (&mut self.idle, self.idle_timeout) {
                     idle.reset(Instant::now() + t);
                 }

@@ -135,7 +135,7 @@ fn all_length_encodings_round_trip() {
             evs,
             vec![
                 Event::Message(Message::Binary(payload.clone().into())),
-                Event::Message(Message::Text(text.clone())),
+                Event::Message(Message::Text(text.clone().into())),
             ],
             "len {len}"
         );
@@ -541,7 +541,7 @@ fn large_payloads_are_not_copied() {
     let mut s = session();
     let text = "x".repeat(10_000);
     let ptr = text.as_ptr();
-    s.send(Message::Text(text)).unwrap();
+    s.send(Message::Text(text.into())).unwrap();
     let bin = Bytes::from(vec![1u8; 5000]);
     let bptr = bin.as_ptr();
     s.send(Message::Binary(bin)).unwrap();
@@ -570,6 +570,20 @@ fn large_payloads_are_not_copied() {
     };
     assert_ne!(b.as_ptr() as usize, base + 8);
     assert_eq!(&b[..], &[7u8; 300][..]);
+    // Text as well: validated in place, then handed over without a copy...
+    let text = "κόσμε ".repeat(1000);
+    let mut input = BytesMut::from(&frame(0x81, text.as_bytes())[..]);
+    let base = input.as_ptr() as usize;
+    let Some(Event::Message(Message::Text(t))) = s.read_event(&mut input) else {
+        panic!()
+    };
+    assert_eq!(t.as_ptr() as usize, base + 8);
+    assert_eq!(&*t, text);
+    // ...and echoed without one.
+    s.send(Message::Text(t)).unwrap();
+    let n = s.chunks_vectored(&mut slices);
+    assert_eq!(n, 2);
+    assert_eq!(slices[1].as_ptr() as usize, base + 8);
 }
 
 #[test]
@@ -705,7 +719,7 @@ fn deflate_round_trips() {
                 let ev = one(&mut s, &wire);
                 assert_eq!(
                     ev,
-                    Event::Message(Message::Text(text.clone())),
+                    Event::Message(Message::Text(text.clone().into())),
                     "bits {bits} {snct} {cnct} round {round}"
                 );
                 let Event::Message(m) = ev else {
@@ -766,14 +780,14 @@ fn compressed_binary_byte_by_byte_and_empty() {
     };
     assert_eq!(b.len(), data.len());
     assert!(b[..] == data[..], "binary content differs");
-    assert_eq!(got[1], Event::Message(Message::Text(String::new())));
+    assert_eq!(got[1], Event::Message(Message::Text("".into())));
     for e in &got[2..] {
-        assert_eq!(*e, Event::Message(Message::Text(String::new())));
+        assert_eq!(*e, Event::Message(Message::Text("".into())));
     }
     // The stream is still in sync after all that.
     let msg = sample_text(5000, 3);
     let e = one(&mut s, &frame(0xC1, &client.compress(msg.as_bytes())));
-    assert_eq!(e, Event::Message(Message::Text(msg)));
+    assert_eq!(e, Event::Message(Message::Text(msg.into())));
 }
 
 #[test]
@@ -937,7 +951,7 @@ fn read_budget_pauses_and_resumes_without_losing_bytes() {
         assert_eq!(
             evs,
             [
-                Event::Message(Message::Text(text.clone())),
+                Event::Message(Message::Text(text.clone().into())),
                 Event::Ping(Bytes::from_static(b"ping")),
                 Event::Message(Message::Binary(Bytes::from(bin.clone()))),
             ],
@@ -965,7 +979,7 @@ fn read_budget_bounds_decompression_output() {
         assert_eq!(
             evs,
             [
-                Event::Message(Message::Text(text.clone())),
+                Event::Message(Message::Text(text.clone().into())),
                 Event::Message(Message::Text("second".into())),
             ],
             "piece {piece} budget {budget}"

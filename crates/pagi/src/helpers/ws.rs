@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{BoxError, Headers, Message, ReceiveEvent, Receiver, SendError, SendEvent, Sender};
+use crate::{
+    BoxError, ByteString, Headers, Message, ReceiveEvent, Receiver, SendError, SendEvent, Sender,
+};
 
 /// Refuse the handshake: wait for `websocket.connect`, answer
 /// `websocket.close` (the client gets HTTP 403).
@@ -164,7 +166,7 @@ impl WsSender {
     }
 
     /// Send a text message.
-    pub async fn text(&self, text: impl Into<String>) -> Result<(), SendError> {
+    pub async fn text(&self, text: impl Into<ByteString>) -> Result<(), SendError> {
         self.send.send(SendEvent::text(text)).await
     }
 
