@@ -298,7 +298,7 @@ impl Peer {
                     assert!(!self.expected_msgs.is_empty(), "unexpected data frame");
                     let want = self.expected_msgs.remove(0);
                     let (wop, wbytes) = match &want {
-                        Message::Text(t) => (0x1, t.as_bytes()),
+                        Message::Text(t) => (0x1, &t.as_bytes()[..]),
                         Message::Binary(b) => (0x2, &b[..]),
                     };
                     assert_eq!(op, wop, "opcode");
@@ -394,7 +394,7 @@ fn run(data: &[u8]) {
                         if checked {
                             assert!(!bad_text, "invalid UTF-8 accepted");
                             let got = match &m {
-                                Message::Text(t) => t.as_bytes(),
+                                Message::Text(t) => &t.as_bytes()[..],
                                 Message::Binary(b) => &b[..],
                             };
                             assert!(got == &plain[..], "compressed message decoded wrongly");
@@ -473,7 +473,7 @@ fn run(data: &[u8]) {
                 let plain = plaintext(&mut r, &mut budget);
                 let step = usize::from(r.u8()) * 17;
                 let msg = if text {
-                    Message::Text(String::from_utf8_lossy(&plain).into_owned())
+                    Message::Text(String::from_utf8_lossy(&plain).into_owned().into())
                 } else {
                     Message::Binary(Bytes::from(plain))
                 };

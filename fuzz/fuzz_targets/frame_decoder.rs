@@ -64,7 +64,7 @@ enum Ev {
 
 fn ev(e: &Event) -> Ev {
     match e {
-        Event::Message(Message::Text(s)) => Ev::Text(s.clone()),
+        Event::Message(Message::Text(s)) => Ev::Text(s.to_string()),
         Event::Message(Message::Binary(b)) => Ev::Binary(b.to_vec()),
         Event::Ping(p) => Ev::Ping(p.to_vec()),
         Event::Pong(p) => Ev::Pong(p.to_vec()),
@@ -565,7 +565,7 @@ fn run(data: &[u8]) {
         match kind % 10 {
             0 => d.feed(wire, usize::from(arg) + 1),
             1 => d.feed(wire, (usize::from(arg) + 1) * 64),
-            2 => d.send(Message::Text(text_payload(payload_size(arg), kind))),
+            2 => d.send(Message::Text(text_payload(payload_size(arg), kind).into())),
             3 => {
                 let n = payload_size(arg);
                 let b: Vec<u8> = (0..n).map(|i| (i as u8) ^ kind).collect();

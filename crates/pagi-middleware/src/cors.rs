@@ -93,11 +93,20 @@ impl<A: App> Cors<A> {
         self
     }
 
-    /// Allow every origin. With credentials the request's origin is echoed
-    /// (browsers refuse a `*` there) — every site may then read responses
-    /// made with the user's cookies, so prefer a list; the opaque origin
-    /// `null` is never echoed.
+    /// Allow every origin (`Access-Control-Allow-Origin: *`).
+    ///
+    /// # Panics
+    ///
+    /// With [`allow_credentials(true)`](Cors::allow_credentials): browsers
+    /// refuse `*` with credentials, and echoing every origin instead would
+    /// let any site read responses made with the user's cookies. List the
+    /// origins instead.
     pub fn allow_any_origin(mut self) -> Self {
+        assert!(
+            !self.policy.credentials,
+            "Cors: allow_any_origin with allow_credentials(true) would let every site \
+             read responses made with the user's credentials; list the origins"
+        );
         self.policy().origins = Origins::Any;
         self
     }
@@ -121,7 +130,17 @@ impl<A: App> Cors<A> {
     }
 
     /// Let requests carry cookies and credentials.
+    ///
+    /// # Panics
+    ///
+    /// With `true` after [`allow_any_origin`](Cors::allow_any_origin) (see
+    /// there).
     pub fn allow_credentials(mut self, yes: bool) -> Self {
+        assert!(
+            !(yes && matches!(self.policy.origins, Origins::Any)),
+            "Cors: allow_credentials(true) with allow_any_origin would let every site \
+             read responses made with the user's credentials; list the origins"
+        );
         self.policy().credentials = yes;
         self
     }
@@ -141,12 +160,11 @@ fn normal(origin: &str) -> String {
 impl Policy {
     /// The `Access-Control-Allow-Origin` value for `origin`, if allowed.
     /// The opaque origin `null` (sandboxed frames, `file:` pages) is only
-    /// allowed by a `*` without credentials.
+    /// allowed by `*` (never with credentials: the builder refuses that).
     fn allow(&self, origin: &str) -> Option<String> {
         match &self.origins {
-            Origins::Any if !self.credentials => Some("*".into()),
+            Origins::Any => Some("*".into()),
             _ if origin.trim() == "null" => None,
-            Origins::Any => Some(origin.to_owned()),
             Origins::List(list) => {
                 let origin_n = normal(origin);
                 list.contains(&origin_n).then(|| origin.to_owned())
@@ -158,7 +176,7 @@ impl Policy {
     /// every response says `Vary: Origin`, so no cache hands one origin's
     /// answer to another.
     fn varies(&self) -> bool {
-        !matches!(self.origins, Origins::Any) || self.credentials
+        !matches!(self.origins, Origins::Any)
     }
 
     /// The CORS headers of a response to `allowed` (the app's own

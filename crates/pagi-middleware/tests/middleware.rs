@@ -255,6 +255,22 @@ async fn static_files_serve_ranges_validators_and_refuse_hostile_paths() {
     let _ = std::fs::remove_dir_all(&root);
 }
 
+#[test]
+#[should_panic(expected = "list the origins")]
+fn cors_refuses_any_origin_with_credentials() {
+    let app =
+        |_: pagi::Scope, _: pagi::Receiver, _: pagi::Sender| async { Ok::<(), pagi::BoxError>(()) };
+    let _ = Cors::new(app).allow_any_origin().allow_credentials(true);
+}
+
+#[test]
+#[should_panic(expected = "list the origins")]
+fn cors_refuses_credentials_then_any_origin() {
+    let app =
+        |_: pagi::Scope, _: pagi::Receiver, _: pagi::Sender| async { Ok::<(), pagi::BoxError>(()) };
+    let _ = Cors::new(app).allow_credentials(true).allow_any_origin();
+}
+
 #[tokio::test]
 async fn cors_preflights_decorates_responses_and_guards_websockets() {
     let app = Router::new().route("/data", echo()).route("/ws", ws_echo());

@@ -44,9 +44,13 @@ pub(crate) fn take(min: usize) -> BytesMut {
 pub(crate) fn give(mut buf: BytesMut) {
     buf.clear();
     // Decoding advanced the buffer's start: move it back to the front of
-    // its allocation (no copy, it is empty). Fails when the allocation is
-    // shared with a message split off it; such a buffer is not kept.
-    if !buf.try_reclaim(READ_CHUNK) || buf.capacity() > 2 * MAX_READ_CHUNK {
+    // its allocation (no copy, it is empty). Asking for a byte more than it
+    // has makes `try_reclaim` look (with less it returns `true` at once):
+    // it fails when a message split off the allocation is still alive, and
+    // such a buffer is not kept (nor is one never read into, still at the
+    // front: rare, a spurious wake-up).
+    let whole = buf.capacity() + 1;
+    if !buf.try_reclaim(whole) || buf.capacity() > 2 * MAX_READ_CHUNK {
         return;
     }
     POOL.with(|p| {
@@ -96,10 +100,13 @@ impl ReadSize {
     }
 
     /// Record a read of `n` bytes into `spare` free bytes; `limited` when
-    /// `spare` was cut short by a memory budget (then a full read says
-    /// nothing about the peer).
+    /// `spare` was cut short by a memory budget (then the read says nothing
+    /// about the peer, either way).
     pub(crate) fn record(&mut self, n: usize, spare: usize, limited: bool) {
-        if n == spare && !limited {
+        if limited {
+            return;
+        }
+        if n == spare {
             self.size = (self.size * 2).min(MAX_READ_CHUNK);
             self.small = 0;
         } else if n < self.size / 4 {
@@ -165,9 +172,15 @@ mod tests {
 
     #[test]
     fn buffers_are_reused_and_the_pool_is_bounded() {
+        /// A buffer read into and drained, as the decoder leaves it.
+        fn used(cap: usize) -> BytesMut {
+            let mut b = BytesMut::with_capacity(cap);
+            b.extend_from_slice(&[1; 10]);
+            let _ = b.split_to(10);
+            b
+        }
         let mut b = take(READ_CHUNK);
         let ptr = b.as_ptr();
-        // Used: filled and consumed, as the decoder does.
         b.extend_from_slice(&[1; 1000]);
         let _ = b.split_to(1000);
         give(b);
@@ -176,7 +189,7 @@ mod tests {
         assert!(again.is_empty() && again.capacity() >= READ_CHUNK);
         assert_eq!(pooled_bytes(), 0);
         // Too large to keep.
-        give(BytesMut::with_capacity(4 * MAX_READ_CHUNK));
+        give(used(4 * MAX_READ_CHUNK));
         assert_eq!(pooled_bytes(), 0);
         // Shared with a message still alive: not kept.
         let mut shared = again;
@@ -186,12 +199,26 @@ mod tests {
         assert_eq!(pooled_bytes(), 0);
         drop(msg);
         // Asked for more than the pooled one holds: a new buffer.
-        give(BytesMut::with_capacity(READ_CHUNK));
+        give(used(READ_CHUNK));
         assert!(take(4 * READ_CHUNK).capacity() >= 4 * READ_CHUNK);
         for _ in 0..1000 {
-            give(BytesMut::with_capacity(READ_CHUNK));
+            give(used(READ_CHUNK));
         }
         assert!(pooled_bytes() <= MAX_POOLED_BYTES);
         assert!(pooled_bytes() > MAX_POOLED_BYTES - 2 * READ_CHUNK);
+    }
+
+    #[test]
+    fn a_large_drained_tail_shared_with_a_live_message_is_not_pooled() {
+        let before = pooled_bytes();
+        let mut b = BytesMut::with_capacity(4 * READ_CHUNK);
+        b.extend_from_slice(&[3; 100]);
+        // The message lives on (in the app); the tail has over READ_CHUNK
+        // free, which `try_reclaim(READ_CHUNK)` alone would accept.
+        let msg = b.split_to(100).freeze();
+        assert!(b.capacity() > READ_CHUNK);
+        give(b);
+        assert_eq!(pooled_bytes(), before, "a shared tail was pooled");
+        drop(msg);
     }
 }

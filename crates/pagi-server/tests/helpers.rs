@@ -40,8 +40,7 @@ async fn push_until_closed(
             assert!(tx.is_closed());
         }
         Scope::Http(_) => {
-            let mut body =
-                http::stream(&send, 200, [("content-type", "text/plain")], false).await?;
+            let mut body = http::stream(&send, 200, [("content-type", "text/plain")]).await?;
             loop {
                 tokio::select! {
                     _ = body.closed() => break,

@@ -57,6 +57,20 @@ fn app() -> (pagi::SharedApp, Ends) {
                             .await?;
                             Ok(())
                         }
+                        "/empty-trailers" => {
+                            send.send(SendEvent::HttpResponseStart {
+                                status: 200,
+                                headers: Headers::new(),
+                                trailers: true,
+                            })
+                            .await?;
+                            send.send(SendEvent::response_body("body", true)).await?;
+                            send.send(SendEvent::HttpResponseTrailers {
+                                headers: Headers::new(),
+                            })
+                            .await?;
+                            Ok(())
+                        }
                         "/late" => {
                             // Starts streaming only after a while (then runs
                             // until told the client or the server is going).
@@ -216,6 +230,22 @@ both!(trailers_follow_a_streamed_body, |proto| {
     assert_eq!(end, ("/trailers".into(), None));
     server.shutdown(STEP).await;
 });
+
+both!(
+    announced_trailers_left_empty_send_no_trailer_section,
+    |proto| {
+        let (app, mut ends) = app();
+        let server = TestServer::start(app).await;
+        let mut c = Client::connect(server.addr, proto).await;
+        let r = c.get("/empty-trailers").await;
+        assert_eq!(r.text(), "body");
+        // (Over HTTP/2 an empty HEADERS frame would show as an empty map.)
+        assert!(r.trailers.is_none(), "{:?}", r.trailers);
+        let end = within(STEP, "end", ends.recv()).await.unwrap();
+        assert_eq!(end, ("/empty-trailers".into(), None));
+        server.shutdown(STEP).await;
+    }
+);
 
 both!(an_app_failing_before_its_response_is_a_500, |proto| {
     let (app, mut ends) = app();

@@ -5,7 +5,8 @@
 //! - [`ServiceApp`]: any `tower::Service<http::Request<RequestBody>>`, an axum
 //!   `Router` for instance, as a PAGI [`App`](pagi::App), so it runs on
 //!   `pagi-server` next to (or routed before) PAGI apps. Request and response
-//!   bodies stream; trailers pass when the client accepts them; the scope's
+//!   bodies stream; declared trailers pass when the client accepts them
+//!   (see [`ServiceApp`]); the scope's
 //!   client address, lifespan state and extensions (`tls`) are request
 //!   extensions ([`ScopeInfo`], [`ClientAddr`], [`pagi::State`]).
 //! - [`PagiService`]: a PAGI app as a `tower::Service`, so it can be nested

@@ -36,6 +36,8 @@ use tower_service::Service;
 pub struct PagiService {
     app: SharedApp,
     state: Option<State>,
+    root_path: String,
+    scheme: &'static str,
     high_water_mark: usize,
     low_water_mark: usize,
 }
@@ -44,6 +46,8 @@ impl std::fmt::Debug for PagiService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PagiService")
             .field("state", &self.state)
+            .field("root_path", &self.root_path)
+            .field("scheme", &self.scheme)
             .field("high_water_mark", &self.high_water_mark)
             .field("low_water_mark", &self.low_water_mark)
             .finish_non_exhaustive()
@@ -56,6 +60,8 @@ impl PagiService {
         PagiService {
             app,
             state: None,
+            root_path: String::new(),
+            scheme: "http",
             high_water_mark: 64 * 1024,
             low_water_mark: 16 * 1024,
         }
@@ -65,6 +71,41 @@ impl PagiService {
     /// host runs no lifespan; fill it yourself).
     pub fn with_state(mut self, state: State) -> Self {
         self.state = Some(state);
+        self
+    }
+
+    /// The prefix the host mounted this service under (default none).
+    /// axum's `nest_service("/live", ..)` strips `/live` from the path
+    /// before the service sees it; given the same prefix here, the app sees
+    /// `root_path` `/live` and the whole `path` (`/live/...`), as behind a
+    /// mount on pagi-server, and routes on `route_path()`.
+    ///
+    /// ```
+    /// # fn app() -> pagi::SharedApp { pagi::app_fn(|_, _, _| async { Ok::<(), pagi::BoxError>(()) }) }
+    /// let service = pagi_tower::PagiService::new(app()).with_root_path("/live");
+    /// let router: axum::Router = axum::Router::new().nest_service("/live", service);
+    /// ```
+    ///
+    /// The prefix is a decoded path (`/café`, not `/caf%C3%A9`); a missing
+    /// leading `/` is added and trailing ones are dropped. axum hands a
+    /// request for the bare prefix (`/live`) over as `/`: the app sees
+    /// `/live/`.
+    pub fn with_root_path(mut self, prefix: impl Into<String>) -> Self {
+        let prefix = prefix.into();
+        let trimmed = prefix.trim_matches('/');
+        self.root_path = if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!("/{trimmed}")
+        };
+        self
+    }
+
+    /// The scope's `scheme` when the request URI has none (HTTP/1.1 sends
+    /// only the path): `true` for `https`, when the host terminates TLS.
+    /// Default `http`; an HTTP/2 request's own `:scheme` wins.
+    pub fn with_https(mut self, https: bool) -> Self {
+        self.scheme = if https { "https" } else { "http" };
         self
     }
 
@@ -109,7 +150,7 @@ where
             transport: TransportControl::new(self.high_water_mark, self.low_water_mark),
             sse,
         });
-        let scope = scope_of(&parts, headers, self.state.clone(), &shared);
+        let scope = scope_of(self, &parts, headers, &shared);
         let scope = if sse {
             Scope::Sse(Box::new(scope))
         } else {
@@ -203,15 +244,13 @@ impl Drop for Waiting {
 }
 
 fn scope_of(
+    service: &PagiService,
     parts: &http::request::Parts,
     headers: Headers,
-    state: Option<State>,
     shared: &Shared,
 ) -> HttpScope {
-    let raw_path = Bytes::copy_from_slice(parts.uri.path().as_bytes());
-    let path = percent_encoding::percent_decode(&raw_path)
-        .decode_utf8_lossy()
-        .into_owned();
+    let root = &service.root_path;
+    let (path, raw_path) = mounted(root, parts.uri.path());
     HttpScope {
         info: RequestInfo {
             http_version: match parts.version {
@@ -219,23 +258,49 @@ fn scope_of(
                 http::Version::HTTP_2 => HttpVersion::Http2,
                 _ => HttpVersion::Http11,
             },
-            scheme: if parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
-                "https".into()
-            } else {
-                "http".into()
+            scheme: match parts.uri.scheme() {
+                Some(s) if *s == http::uri::Scheme::HTTPS => "https".into(),
+                Some(_) => "http".into(),
+                None => service.scheme.into(),
             },
+            root_path: root.clone(),
             path,
             raw_path,
             query_string: Bytes::copy_from_slice(parts.uri.query().unwrap_or("").as_bytes()),
             headers,
             client: parts.extensions.get::<crate::ClientAddr>().map(|c| c.0),
-            state,
+            state: service.state.clone(),
             transport: Some(shared.transport.view()),
             ..RequestInfo::default()
         },
         method: parts.method.as_str().to_owned().into(),
         connection: shared.conn.view(),
     }
+}
+
+/// Characters a path segment cannot carry as they are.
+const PATH_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// The scope's decoded `path` and `raw_path` for a request to `uri_path`
+/// (raw, as the host passed it) under the mount point `root` (decoded).
+fn mounted(root: &str, uri_path: &str) -> (String, Bytes) {
+    let decoded = percent_encoding::percent_decode_str(uri_path).decode_utf8_lossy();
+    let path = format!("{root}{decoded}");
+    let raw = format!(
+        "{}{uri_path}",
+        percent_encoding::utf8_percent_encode(root, PATH_ESCAPES)
+    );
+    (path, Bytes::from(raw))
 }
 
 /// Where the app is in its response.
@@ -675,6 +740,32 @@ impl Drop for ResponseBody {
                 self.shared.conn.disconnect("client_closed");
             }
             self.shared.transport.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_under_a_mount_point() {
+        assert_eq!(
+            mounted("", "/a%20b"),
+            ("/a b".into(), Bytes::from("/a%20b"))
+        );
+        assert_eq!(
+            mounted("/live", "/x"),
+            ("/live/x".into(), Bytes::from("/live/x"))
+        );
+        assert_eq!(
+            mounted("/café 1", "/x%2Fy"),
+            ("/café 1/x/y".into(), Bytes::from("/caf%C3%A9%201/x%2Fy"))
+        );
+        let app = pagi::app_fn(|_, _, _| async { Ok::<(), pagi::BoxError>(()) });
+        for (given, root) in [("live", "/live"), ("/live/", "/live"), ("/", ""), ("", "")] {
+            let s = PagiService::new(app.clone()).with_root_path(given);
+            assert_eq!(s.root_path, root, "{given:?}");
         }
     }
 }

@@ -29,6 +29,14 @@ pub struct ScopeInfo(pub HttpScope);
 ///
 /// The service is cloned per request (axum's `Router` clones cheaply) and
 /// called once, after `poll_ready`. Its errors become the server's 500.
+///
+/// **Trailers.** PAGI announces trailers in `http.response.start`, before
+/// the body runs, so a response carries them only when the client accepts
+/// them (HTTP/2, or `TE: trailers`) and the service says it will send some:
+/// a `Trailer` header naming them (RFC 9110 §6.6.2; hyper's own HTTP/1.1
+/// server asks the same) or a gRPC content type (gRPC always ends with
+/// trailers). Other responses keep their `Content-Length`, and trailers
+/// their body produces anyway are dropped.
 #[derive(Clone)]
 pub struct ServiceApp<S> {
     service: S,
@@ -104,8 +112,9 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
+    let http11 = scope.http_version != HttpVersion::Http2;
     let trailers_ok = !sse
-        && (scope.http_version == HttpVersion::Http2
+        && (!http11
             || scope.headers.get_all("te").any(|v| {
                 v.split(|&b| b == b',')
                     .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
@@ -129,10 +138,16 @@ where
         .map_err(Into::into)?;
     let response = service.call(request).await.map_err(Into::into)?;
     let (parts, body) = response.into_parts();
-    let headers = to_pagi(&parts.headers);
+    let mut headers = to_pagi(&parts.headers);
     let status = parts.status.as_u16();
-    let mut remaining = body.size_hint().exact();
-    let trailers = trailers_ok && remaining.is_none();
+    let trailers = trailers_ok && announces_trailers(&parts.headers);
+    if trailers && http11 {
+        // Only a chunked HTTP/1.1 body carries trailers (axum sets a
+        // Content-Length for every body of known size).
+        headers.remove("content-length");
+    }
+    // A body of known length ends with its last byte, unless trailers follow.
+    let mut remaining = body.size_hint().exact().filter(|_| !trailers);
     send.send(if sse {
         SendEvent::SseHttpResponseStart { status, headers }
     } else {
@@ -188,6 +203,27 @@ where
             .await?;
     }
     Ok(())
+}
+
+/// Whether a response says it ends with trailers: it names them in a
+/// `Trailer` header, or it is gRPC.
+fn announces_trailers(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::TRAILER)
+        || headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|ct| is_grpc(ct.as_bytes()))
+}
+
+/// `application/grpc`, alone or with `+proto`-style suffixes or parameters
+/// (not `application/grpc-web`: its trailers travel in the body).
+fn is_grpc(content_type: &[u8]) -> bool {
+    const GRPC: &[u8] = b"application/grpc";
+    content_type.len() >= GRPC.len()
+        && content_type[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+        && matches!(
+            content_type.get(GRPC.len()),
+            None | Some(b'+' | b';' | b' ')
+        )
 }
 
 /// The scope as an `http::Request`.
@@ -279,5 +315,29 @@ impl Body for RequestBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_grpc;
+
+    #[test]
+    fn grpc_content_types() {
+        for yes in [
+            "application/grpc",
+            "Application/GRPC+proto",
+            "application/grpc; x=1",
+        ] {
+            assert!(is_grpc(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            "application/grpc-web",
+            "application/grpcx",
+            "application/json",
+            "",
+        ] {
+            assert!(!is_grpc(no.as_bytes()), "{no}");
+        }
     }
 }

@@ -97,8 +97,8 @@ async fn exchange(addr: SocketAddr, request: &str) -> Reply {
     reply
 }
 
-/// Two data frames, then trailers; no size known in advance.
-struct Chunked(Vec<Frame<Bytes>>);
+/// Data frames, then trailers; the size is announced when it is `Some`.
+struct Chunked(Vec<Frame<Bytes>>, Option<u64>);
 
 impl http_body::Body for Chunked {
     type Data = Bytes;
@@ -113,6 +113,35 @@ impl http_body::Body for Chunked {
             Some(Ok(self.0.remove(0)))
         })
     }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.1.map_or_else(
+            http_body::SizeHint::default,
+            http_body::SizeHint::with_exact,
+        )
+    }
+}
+
+/// "one,two" then an `x-checksum` trailer, as a response that declares it
+/// (or not) and announces its size (or not).
+fn with_trailers(declared: bool, sized: bool) -> axum::response::Response {
+    let mut trailers = axum::http::HeaderMap::new();
+    trailers.insert("x-checksum", "abc".parse().unwrap());
+    let body = Chunked(
+        vec![
+            Frame::data(Bytes::from_static(b"one,")),
+            Frame::data(Bytes::from_static(b"two")),
+            Frame::trailers(trailers),
+        ],
+        sized.then_some(7),
+    );
+    let mut response = axum::response::Response::new(axum::body::Body::new(body));
+    if declared {
+        response
+            .headers_mut()
+            .insert("trailer", "x-checksum".parse().unwrap());
+    }
+    response
 }
 
 fn router() -> Router {
@@ -128,16 +157,23 @@ fn router() -> Router {
                 },
             ),
         )
+        .route("/trailers", get(|| async { with_trailers(true, false) }))
         .route(
-            "/trailers",
+            "/sized-trailers",
+            get(|| async { with_trailers(true, true) }),
+        )
+        .route("/undeclared", get(|| async { with_trailers(false, false) }))
+        .route(
+            "/undeclared-sized",
+            get(|| async { with_trailers(false, true) }),
+        )
+        .route(
+            "/grpc",
             get(|| async {
-                let mut trailers = axum::http::HeaderMap::new();
-                trailers.insert("x-checksum", "abc".parse().unwrap());
-                axum::body::Body::new(Chunked(vec![
-                    Frame::data(Bytes::from_static(b"one,")),
-                    Frame::data(Bytes::from_static(b"two")),
-                    Frame::trailers(trailers),
-                ]))
+                let mut r = with_trailers(false, false);
+                r.headers_mut()
+                    .insert("content-type", "application/grpc".parse().unwrap());
+                r
             }),
         )
 }
@@ -181,6 +217,37 @@ async fn an_axum_router_runs_on_pagi_server() {
     )
     .await;
     assert_eq!((r.status, r.text().as_str()), (200, "one,two"));
+    assert_eq!(r.trailers, [("x-checksum".to_owned(), "abc".to_owned())]);
+    // A body of known size keeps its declared trailers...
+    let r = exchange(
+        addr,
+        "GET /sized-trailers HTTP/1.1\r\nHost: t\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "one,two"));
+    assert_eq!(r.trailers, [("x-checksum".to_owned(), "abc".to_owned())]);
+    // ...undeclared ones are not announced (so not sent), sized or not...
+    let r = exchange(
+        addr,
+        "GET /undeclared HTTP/1.1\r\nHost: t\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "one,two"));
+    assert!(r.trailers.is_empty(), "{:?}", r.trailers);
+    let r = exchange(
+        addr,
+        "GET /undeclared-sized HTTP/1.1\r\nHost: t\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((r.status, r.text().as_str()), (200, "one,two"));
+    assert_eq!(r.header("content-length"), Some("7"));
+    assert!(r.trailers.is_empty());
+    // ...except gRPC's, which never declares them.
+    let r = exchange(
+        addr,
+        "GET /grpc HTTP/1.1\r\nHost: t\r\nTE: trailers\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(r.trailers, [("x-checksum".to_owned(), "abc".to_owned())]);
 
     let r = exchange(
@@ -229,9 +296,8 @@ async fn pagi_app(
             }
             stream.close().await?;
         }
-        Scope::Http(_) if scope.path() == "/forever" => {
-            let mut body =
-                http::stream(&send, 200, [("content-type", "text/plain")], false).await?;
+        Scope::Http(ref h) if h.route_path() == "/forever" => {
+            let mut body = http::stream(&send, 200, [("content-type", "text/plain")]).await?;
             let mut n = 0;
             loop {
                 tokio::select! {
@@ -247,9 +313,11 @@ async fn pagi_app(
         Scope::Http(_) => {
             let body = http::read_body(&mut receive, 1024).await?;
             let answer = format!(
-                "{} {} q={:?} body={}",
+                "{} {}://{} root={} q={:?} body={}",
                 scope.method().unwrap_or("-"),
+                scope.info().map_or("-", |i| &i.scheme),
                 scope.path(),
+                scope.root_path(),
                 scope.query().get("q"),
                 String::from_utf8_lossy(&body)
             );
@@ -268,7 +336,12 @@ async fn a_pagi_app_runs_inside_axum() {
     let failing = pagi::app_fn(|_: Scope, _: Receiver, _: Sender| async { Err::<(), _>("no") });
     let router = Router::new()
         .route("/axum", get(|| async { "axum here" }))
-        .nest_service("/pagi", PagiService::new(app))
+        .nest_service(
+            "/pagi",
+            PagiService::new(app)
+                .with_root_path("/pagi")
+                .with_https(true),
+        )
         .nest_service("/broken", PagiService::new(failing));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -284,7 +357,10 @@ async fn a_pagi_app_runs_inside_axum() {
     let r = exchange(addr, "POST /pagi/items?q=a+b HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nConnection: close\r\n\r\nping").await;
     assert_eq!(
         (r.status, r.text().as_str()),
-        (201, "POST /items q=Some(\"a b\") body=ping")
+        (
+            201,
+            "POST https:///pagi/items root=/pagi q=Some(\"a b\") body=ping"
+        )
     );
     assert_eq!(
         r.header("content-length"),

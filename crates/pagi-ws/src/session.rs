@@ -221,6 +221,10 @@ pub struct Session {
     /// Payload bytes `read_event` may still decode before it pauses (see
     /// [`Session::set_read_budget`]).
     read_budget: usize,
+    /// The size of the allocation the input lives in, when the caller says
+    /// (see `set_input_allocation`, saturated); 0 = unknown. (`u32`: it
+    /// fits the struct's padding, and idle sessions are counted in bytes.)
+    input_allocation: u32,
     /// The newest ping's payload, when pongs are over their backlog (boxed: rare).
     pending_pong: Option<Box<Bytes>>,
 }
@@ -277,6 +281,7 @@ impl Session {
             out: OutQueue::default(),
             defer_failure_close: config.defer_failure_close,
             read_budget: usize::MAX,
+            input_allocation: 0,
             pong_backlog: 0,
             pending_pong: None,
         }
@@ -292,6 +297,16 @@ impl Session {
     /// budget; otherwise they are decoded piecewise as far as it allows.
     pub fn set_read_budget(&mut self, bytes: usize) {
         self.read_budget = bytes;
+    }
+
+    /// The size of the allocation `read_event`'s input lives in (its capacity when it was
+    /// taken or last grown, counted from the allocation's start). A whole message is split
+    /// off the input without a copy only if it is at least a quarter of that, so a message
+    /// the application keeps pins at most four times its size. Unset (0), the input's
+    /// remaining capacity is used instead, which does not bound what a message split off
+    /// near the end of a large buffer pins.
+    pub fn set_input_allocation(&mut self, bytes: usize) {
+        self.input_allocation = u32::try_from(bytes).unwrap_or(u32::MAX);
     }
 
     /// What is left of the budget set with [`set_read_budget`](Session::set_read_budget).
@@ -528,11 +543,13 @@ impl Session {
             apply_mask(&mut input[..avail], frame.mask, 0);
             let kind = self.msg.take();
             let msg = match kind {
-                Some(MsgKind::Text) => match utf8::text(take_payload(input, avail)) {
-                    Some(text) => Message::Text(text),
-                    None => return Step::Fail(1007, "invalid UTF-8 in text message"),
-                },
-                _ => Message::Binary(take_payload(input, avail)),
+                Some(MsgKind::Text) => {
+                    match utf8::text(take_payload(input, avail, self.input_allocation as usize)) {
+                        Some(text) => Message::Text(text),
+                        None => return Step::Fail(1007, "invalid UTF-8 in text message"),
+                    }
+                }
+                _ => Message::Binary(take_payload(input, avail, self.input_allocation as usize)),
             };
             return Step::Event(Event::Message(msg));
         }
@@ -842,11 +859,13 @@ impl Session {
 }
 
 /// The first `len` bytes of `input`, taken out of it. Large payloads are split off the read
-/// buffer without copying; small ones, and those small next to the rest of the buffer, are
-/// copied, so that a message kept by the application pins at most four times its size (and
-/// the read buffer stays reusable in place).
-fn take_payload(input: &mut BytesMut, len: usize) -> Bytes {
-    if len >= ZERO_COPY_MIN && len.saturating_mul(4) >= input.capacity() {
+/// buffer without copying; small ones, and those small next to the buffer's allocation
+/// (`allocation`, or what is left of it when unknown), are copied, so that a message kept by
+/// the application pins at most four times its size (and the read buffer stays reusable in
+/// place).
+fn take_payload(input: &mut BytesMut, len: usize, allocation: usize) -> Bytes {
+    let allocation = allocation.max(input.capacity());
+    if len >= ZERO_COPY_MIN && len.saturating_mul(4) >= allocation {
         return input.split_to(len).freeze();
     }
     let b = Bytes::copy_from_slice(&input[..len]);

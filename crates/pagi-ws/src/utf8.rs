@@ -1,7 +1,8 @@
-//! Incremental UTF-8 validation that builds the `String` as it goes.
+//! UTF-8 validation: whole messages ([`text`], the workspace's one `unsafe` block) and
+//! incremental validation that builds the `String` of a fragmented or compressed message.
 //!
 //! Each byte is validated once: `simdutf8` validates whole characters and hands back the `&str`
-//! that is appended (no `unsafe` and no second validation to build the `String`). A character
+//! that is appended (no second validation to build the `String`). A character
 //! split across chunks is carried over in a 4-byte buffer and checked with `std` (a few bytes);
 //! a chunk that ends in a prefix which can never become valid fails at once (fast fail).
 

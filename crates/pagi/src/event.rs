@@ -9,9 +9,9 @@ use crate::{Headers, Value};
 
 /// A WebSocket message: text (valid UTF-8, decoded) or binary.
 ///
-/// Both are cheap to clone and, from the server, usually share the buffer the message
-/// arrived in: a text message is a [`ByteString`], UTF-8 validated once, that derefs to
-/// `&str`.
+/// Both are cheap to clone. A text message is a [`ByteString`], UTF-8 validated once, that
+/// derefs to `&str`. From pagi-server, a large (4 KiB or more), uncompressed, single-frame
+/// message shares the buffer it arrived in instead of being copied out of it.
 ///
 /// ```
 /// use pagi::Message;

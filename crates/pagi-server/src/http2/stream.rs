@@ -505,7 +505,9 @@ impl AppBody {
                             self.file = Some(FileReader::new(f.file, f.offset, len));
                         }
                     }
-                    Out::Trailers(t) if !self.bodiless => {
+                    // Announced but empty: the stream just ends (no empty
+                    // HEADERS frame).
+                    Out::Trailers(t) if !self.bodiless && !t.is_empty() => {
                         self.complete();
                         return Poll::Ready(Some(Ok(Frame::trailers(trailer_map(&t)))));
                     }

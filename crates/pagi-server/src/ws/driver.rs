@@ -172,6 +172,10 @@ pub(crate) struct Driver<S> {
     /// Room for the next read, adapted to the peer's messages (a hint:
     /// the buffer itself is released when drained).
     read_size: ReadSize,
+    /// The allocation `rbuf` lives in (its capacity when taken or grown):
+    /// the session splits a message off it without a copy only if the
+    /// message is at least a quarter of it.
+    rbuf_allocation: usize,
     /// Payload this wake-up may still decode (see `DECODE_PER_WAKE`).
     decode_left: usize,
     /// Bytes were written since the last successful flush: a TLS stream may
@@ -202,6 +206,7 @@ pub(crate) fn prepare<S: Io>(stream: S, shared: Arc<WsShared>, ctx: &Ctx) -> Box
         idle: cfg.ws_idle_timeout.map(Timer::after),
         close_deadline: None,
         read_size: ReadSize::default(),
+        rbuf_allocation: 0,
         decode_left: 0,
         unflushed: false,
     })
@@ -463,6 +468,7 @@ impl<S: Io> Driver<S> {
         }
         if len <= LEFTOVER_MAX && self.rbuf.capacity() > 2 * LEFTOVER_MAX {
             let small = BytesMut::from(&self.rbuf[..]);
+            self.rbuf_allocation = small.capacity();
             read_pool::give(std::mem::replace(&mut self.rbuf, small));
         }
     }
@@ -477,20 +483,26 @@ impl<S: Io> Driver<S> {
             Poll::Pending => return Ok(false),
         }
         let want = self.read_size.get();
+        let free = self.rbuf.capacity() - self.rbuf.len();
         if self.rbuf.capacity() == 0 {
             self.rbuf = read_pool::take(want);
-        } else if self
-            .read_size
-            .wants_more_than(self.rbuf.capacity() - self.rbuf.len())
-        {
-            if self.rbuf.is_empty() {
-                // What is left of a buffer whose messages were split off
-                // (still alive in the app or the write queue): a fresh one,
-                // so the next message arrives in one read.
-                read_pool::give(std::mem::replace(&mut self.rbuf, read_pool::take(want)));
-            } else {
-                self.rbuf.reserve(want);
+            self.rbuf_allocation = self.rbuf.capacity();
+        } else if self.read_size.wants_more_than(free) && room > free {
+            // Back to the front of its allocation when nothing split off it
+            // is still alive (moving a partial frame's few bytes)...
+            if !self.rbuf.try_reclaim(want) {
+                if self.rbuf.is_empty() {
+                    // ...else, when its messages were split off and still
+                    // live in the app or the write queue, a fresh buffer
+                    // (the old memory goes with the last of them), so the
+                    // next message arrives in one read...
+                    self.rbuf = read_pool::take(want);
+                } else {
+                    // ...or, under a partial frame, a larger one.
+                    self.rbuf.reserve(want);
+                }
             }
+            self.rbuf_allocation = self.rbuf.capacity();
         }
         let free = self.rbuf.capacity() - self.rbuf.len();
         let spare = free.min(room);
@@ -561,6 +573,7 @@ impl<S: Io> Driver<S> {
             }
             let session = inner.session.as_mut().expect("session");
             session.set_read_budget(grant);
+            session.set_input_allocation(self.rbuf_allocation);
             let event = session.read_event(&mut self.rbuf);
             let paused = session.read_budget() == 0;
             self.decode_left -= grant - session.read_budget();

@@ -570,6 +570,19 @@ fn large_payloads_are_not_copied() {
     };
     assert_ne!(b.as_ptr() as usize, base + 8);
     assert_eq!(&b[..], &[7u8; 300][..]);
+    // A message near the end of a large allocation is copied, not split off: it would pin
+    // the whole allocation (the caller says how large it is).
+    let mut input = BytesMut::with_capacity(128 * 1024);
+    input.extend_from_slice(&[0u8; 100_000]);
+    input.advance(100_000);
+    input.extend_from_slice(&frame(0x82, &[7u8; 5000]));
+    let base = input.as_ptr() as usize;
+    s.set_input_allocation(128 * 1024);
+    let Some(Event::Message(Message::Binary(b))) = s.read_event(&mut input) else {
+        panic!()
+    };
+    assert_ne!(b.as_ptr() as usize, base + 8, "copied");
+    s.set_input_allocation(0);
     // Text as well: validated in place, then handed over without a copy...
     let text = "κόσμε ".repeat(1000);
     let mut input = BytesMut::from(&frame(0x81, text.as_bytes())[..]);

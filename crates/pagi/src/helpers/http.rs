@@ -192,25 +192,54 @@ impl Response {
     }
 }
 
-/// Start a streamed response; write the body piece by piece.
+/// Start a streamed response; write the body piece by piece, then
+/// [`finish`](BodyWriter::finish).
 ///
 /// ```
 /// # async fn f(send: pagi::Sender) -> Result<(), pagi::SendError> {
-/// let mut body = pagi::http::stream(&send, 200, [("content-type", "text/plain")], true).await?;
+/// let mut body = pagi::http::stream(&send, 200, [("content-type", "text/plain")]).await?;
 /// body.write("one\n").await?;
-/// body.write("two\n").await?;
-/// body.finish_with_trailers([("x-checksum", "abc")]).await?;
+/// body.finish().await?;
 /// # Ok(()) }
 /// ```
 pub async fn stream(
     send: &Sender,
     status: u16,
     headers: impl Into<Headers>,
+) -> Result<BodyWriter, SendError> {
+    start_stream(send, status, headers.into(), false).await
+}
+
+/// Start a streamed response that announces trailers (send them with
+/// [`finish_with_trailers`](BodyWriter::finish_with_trailers)). Only for
+/// clients that accept them: HTTP/2, or `TE: trailers` on HTTP/1.1.
+///
+/// ```
+/// # async fn f(send: pagi::Sender) -> Result<(), pagi::SendError> {
+/// let mut body =
+///     pagi::http::stream_with_trailers(&send, 200, [("content-type", "text/plain")]).await?;
+/// body.write("one\n").await?;
+/// body.write("two\n").await?;
+/// body.finish_with_trailers([("x-checksum", "abc")]).await?;
+/// # Ok(()) }
+/// ```
+pub async fn stream_with_trailers(
+    send: &Sender,
+    status: u16,
+    headers: impl Into<Headers>,
+) -> Result<BodyWriter, SendError> {
+    start_stream(send, status, headers.into(), true).await
+}
+
+async fn start_stream(
+    send: &Sender,
+    status: u16,
+    headers: Headers,
     trailers: bool,
 ) -> Result<BodyWriter, SendError> {
     send.send(SendEvent::HttpResponseStart {
         status,
-        headers: headers.into(),
+        headers,
         trailers,
     })
     .await?;
@@ -220,7 +249,8 @@ pub async fn stream(
     })
 }
 
-/// The body of a response started with [`stream`].
+/// The body of a response started with [`stream`] or
+/// [`stream_with_trailers`].
 #[derive(Debug)]
 pub struct BodyWriter {
     send: Sender,
@@ -248,7 +278,8 @@ impl BodyWriter {
         Ok(())
     }
 
-    /// End the body with trailers (the response must have announced them).
+    /// End the body with trailers (the response must have announced them:
+    /// [`stream_with_trailers`]).
     pub async fn finish_with_trailers(self, trailers: impl Into<Headers>) -> Result<(), SendError> {
         self.send
             .send(SendEvent::response_body(Bytes::new(), false))
