@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 
 /// The first read reservation of a connection, and the largest buffer
 /// connections grow to (see the WebSocket driver's read sizing).
@@ -42,7 +42,10 @@ pub(crate) fn take(min: usize) -> BytesMut {
 /// Keep a drained buffer for the next `take` on this thread, if it is of
 /// a usual size and the cache has room; otherwise free it.
 pub(crate) fn give(mut buf: BytesMut) {
-    buf.clear();
+    // Emptied by advancing (not `clear`): a buffer read into is then past
+    // its front, which the check below needs.
+    let unread = buf.len();
+    buf.advance(unread);
     // Decoding advanced the buffer's start: move it back to the front of
     // its allocation (no copy, it is empty). Asking for a byte more than it
     // has makes `try_reclaim` look (with less it returns `true` at once):

@@ -46,6 +46,47 @@ impl Timer {
     }
 }
 
+/// Closes a connection that starts nothing for a whole period: one timer
+/// per connection, checked against a count of what was started (requests,
+/// streams) instead of being reset for each. Shared by HTTP/1.1 and HTTP/2.
+pub(crate) struct Watchdog {
+    timer: Timer,
+    period: Duration,
+    /// The count when the timer was last armed.
+    seen: u64,
+}
+
+impl Watchdog {
+    /// `None` when there is no period (no watchdog).
+    pub(crate) fn new(period: Option<Duration>) -> Option<Watchdog> {
+        period.map(|period| Watchdog {
+            timer: Timer::after(period),
+            period,
+            seen: 0,
+        })
+    }
+
+    /// Whether a whole period passed with `started` unchanged. Each time
+    /// the timer fires it is armed again for the next period (a caller
+    /// that keeps the connection, say for streams still open, is asked
+    /// again then).
+    pub(crate) fn quiet(&mut self, cx: &mut Context<'_>, started: u64) -> bool {
+        if !self.timer.fired(cx) {
+            return false;
+        }
+        let quiet = started == self.seen;
+        self.seen = started;
+        self.timer.reset(Instant::now() + self.period);
+        let _ = self.timer.fired(cx);
+        quiet
+    }
+
+    /// The period.
+    pub(crate) fn period(&self) -> Duration {
+        self.period
+    }
+}
+
 /// Poll an optional timer; true (and cleared) once it fired.
 pub(crate) fn poll_timer(timer: &mut Option<Timer>, cx: &mut Context<'_>) -> bool {
     let fired = timer.as_mut().is_some_and(|t| t.fired(cx));

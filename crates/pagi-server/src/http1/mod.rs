@@ -33,7 +33,7 @@ use crate::http::exchange::{AppDriver, Exchange, Link, Out, SseTimers};
 use crate::http2::PREFACE;
 use crate::listener::{ConnInfo, Io};
 use crate::read_pool::{self, READ_CHUNK};
-use crate::timer::Timer;
+use crate::timer::{Timer, Watchdog};
 use crate::wire::h1::body::{BodyDecoder, Decoded};
 use crate::wire::h1::encode::{self, BodyFraming, ResponseInfo};
 use crate::wire::h1::head::{Framing, Head, HeadParser, Limits, Version};
@@ -221,11 +221,10 @@ struct Conn<I> {
     ctx: Arc<Ctx>,
     info: Arc<ConnInfo>,
     /// Closes a connection that starts no request for a whole period
-    /// (idle keep-alive or a slow head): one timer per connection, checked
-    /// against a request count instead of being reset per request.
-    watchdog: Option<Timer>,
+    /// (idle keep-alive or a slow head).
+    watchdog: Option<Watchdog>,
+    /// Requests started on this connection (what the watchdog watches).
     requests: u64,
-    requests_seen: u64,
     phase: PhaseWatch,
     draining: bool,
     /// A client may start with the HTTP/2 preface (cleartext, `http2` on).
@@ -249,9 +248,8 @@ impl<I: Io> Conn<I> {
             state: State::Idle,
             parser: HeadParser::default(),
             limits,
-            watchdog: cfg.header_read_timeout.map(Timer::after),
+            watchdog: Watchdog::new(cfg.header_read_timeout),
             requests: 0,
-            requests_seen: 0,
             phase: PhaseWatch::new(&ctx),
             h2c: cfg.http2 && info.tls.is_none(),
             draining: false,
@@ -262,32 +260,31 @@ impl<I: Io> Conn<I> {
 
     /// HTTP/2 takes the connection over, with what was read so far.
     fn h2(self) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        let Conn {
-            wire, ctx, info, ..
-        } = self;
+        // (hyper reads into its own buffers.)
+        let (io, prefix, ctx, info) = self.hand_over();
         let info = Arc::try_unwrap(info).unwrap_or_else(|shared| (*shared).clone());
-        // The preface and what followed it are copied out; the read buffer
-        // goes back to this thread's pool (hyper reads into its own).
-        let Wire { io, mut rbuf, .. } = wire;
-        let prefix = Bytes::copy_from_slice(&rbuf);
-        rbuf.clear();
-        read_pool::give(rbuf);
         crate::http2::serve(io, prefix, info, ctx)
     }
 
     /// The WebSocket session that takes the connection over; the rest of
     /// the connection is dropped now.
     fn upgrade(self, head: Box<Head>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        // (What the client sent behind the head should be nothing.)
+        let (io, early, ctx, info) = self.hand_over();
+        crate::ws::serve_h1(io, early, head, ctx, info)
+    }
+
+    /// The socket and what was read but not parsed (copied out: the read
+    /// buffer goes back to this thread's pool), for the protocol that takes
+    /// the connection over.
+    fn hand_over(self) -> (I, Bytes, Arc<Ctx>, Arc<ConnInfo>) {
         let Conn {
             wire, ctx, info, ..
         } = self;
-        // What the client sent behind the head (it should be nothing) is
-        // copied out; the read buffer goes back to this thread's pool.
-        let Wire { io, mut rbuf, .. } = wire;
-        let early = Bytes::copy_from_slice(&rbuf);
-        rbuf.clear();
+        let Wire { io, rbuf, .. } = wire;
+        let unread = Bytes::copy_from_slice(&rbuf);
         read_pool::give(rbuf);
-        crate::ws::serve_h1(io, early, head, ctx, info)
+        (io, unread, ctx, info)
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<End> {
@@ -378,23 +375,12 @@ impl<I: Io> Conn<I> {
         }
     }
 
-    /// Whether the watchdog fired with no request started since it last
-    /// did (it is re-armed otherwise).
+    /// Whether a whole header-read period passed with no request started.
     fn watchdog_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let (Some(timer), Some(period)) = (&mut self.watchdog, self.ctx.config.header_read_timeout)
-        else {
-            return false;
-        };
-        if !timer.fired(cx) {
-            return false;
-        }
-        if self.requests == self.requests_seen {
-            return true;
-        }
-        self.requests_seen = self.requests;
-        timer.reset(tokio::time::Instant::now() + period);
-        let _ = timer.fired(cx);
-        false
+        let requests = self.requests;
+        self.watchdog
+            .as_mut()
+            .is_some_and(|w| w.quiet(cx, requests))
     }
 
     /// Start what a request head asks for.

@@ -27,7 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::ctx::{Ctx, Phase, PhaseWatch};
 use crate::listener::{ConnInfo, Io};
-use crate::timer::Timer;
+use crate::timer::Watchdog;
 
 pub(crate) use stream::H2Body;
 
@@ -69,9 +69,7 @@ pub(crate) fn serve<I: Io>(
     Box::pin(async move {
         let mut conn = std::pin::pin!(conn);
         let mut phase = PhaseWatch::new(&ctx);
-        let period = ctx.config.header_read_timeout;
-        let mut watchdog = period.map(Timer::after);
-        let mut seen = 0;
+        let mut watchdog = Watchdog::new(ctx.config.header_read_timeout);
         let mut closing = false;
         poll_fn(|cx| {
             if let Poll::Ready(p) = phase.poll_change(cx) {
@@ -86,17 +84,13 @@ pub(crate) fn serve<I: Io>(
             }
             // A connection with no stream for a whole period is closed
             // (like an idle HTTP/1.1 keep-alive connection).
-            if let (Some(timer), Some(period)) = (&mut watchdog, period) {
-                if timer.fired(cx) {
-                    let started = activity.started.load(Ordering::Relaxed);
-                    if started == seen && activity.open.load(Ordering::Relaxed) == 0 && !closing {
-                        tracing::debug!("HTTP/2 connection: no stream for {period:?}, closing");
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                    seen = started;
-                    timer.reset(tokio::time::Instant::now() + period);
-                    let _ = timer.fired(cx);
+            if let Some(w) = &mut watchdog {
+                let started = activity.started.load(Ordering::Relaxed);
+                if w.quiet(cx, started) && activity.open.load(Ordering::Relaxed) == 0 && !closing {
+                    let period = w.period();
+                    tracing::debug!("HTTP/2 connection: no stream for {period:?}, closing");
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
                 }
             }
             conn.as_mut().poll(cx).map(|r| {
