@@ -13,6 +13,12 @@ use pagi::{Body, BoxError, Headers, ReceiveEvent, Receiver, Scope, SendEvent, Se
 /// as `fh` bodies (the server streams them, by `sendfile` where it can),
 /// opened once, so the checks and the bytes describe the same file.
 ///
+/// Looking a file up (path checks, `open`, metadata) blocks; with the
+/// `tokio` feature (on by default) it runs on tokio's blocking pool when
+/// the app runs on a tokio runtime, so a slow disk does not stall the
+/// connections sharing the worker thread. The bytes are the server's to
+/// read (`fh` bodies).
+///
 /// Paths are the scope's route path (mounted under a [`crate::Router`]
 /// prefix, the prefix is not part of the file name). A path with `..`, a
 /// NUL byte, or that leads (through a symbolic link) outside the root is
@@ -63,7 +69,8 @@ async fn serve(
         let headers = Headers::new().with("allow", "GET, HEAD");
         return text(&send, 405, "method not allowed\n", headers).await;
     }
-    let Some((file, meta, path)) = open(&root, http.route_path()) else {
+    let route = http.route_path().to_owned();
+    let Some((file, meta, path)) = off_the_executor(move || open(&root, &route)).await else {
         return text(&send, 404, "not found\n", Headers::new()).await;
     };
     let len = meta.len();
@@ -130,6 +137,23 @@ async fn serve(
 }
 
 /// The regular file `route_path` names under `root` (a directory means its
+/// Run blocking file-system calls off the async worker threads where
+/// tokio's blocking pool is at hand; else right here. `None` if the pool
+/// dropped the call (the runtime is shutting down).
+async fn off_the_executor<T: Send + 'static>(
+    f: impl FnOnce() -> Option<T> + Send + 'static,
+) -> Option<T> {
+    #[cfg(feature = "tokio")]
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        return match runtime.spawn_blocking(f).await {
+            Ok(v) => v,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => None,
+        };
+    }
+    f()
+}
+
 /// `index.html`), opened, with its metadata and its real path; `None` if
 /// there is none or it lies outside the root.
 fn open(root: &Path, route_path: &str) -> Option<(std::fs::File, std::fs::Metadata, PathBuf)> {
