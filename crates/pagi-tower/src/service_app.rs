@@ -88,11 +88,10 @@ where
         match scope {
             Scope::Http(http) => Box::pin(serve(self.service.clone(), *http, false, receive, send)),
             Scope::Sse(http) => Box::pin(serve(self.service.clone(), *http, true, receive, send)),
-            Scope::WebSocket(_) if self.websocket.is_some() => {
-                let app = self.websocket.as_ref().expect("checked").clone();
-                app.call(scope, receive, send)
-            }
-            Scope::WebSocket(_) => Box::pin(pagi::ws::refuse(receive, send)),
+            Scope::WebSocket(_) => match &self.websocket {
+                Some(app) => app.call(scope, receive, send),
+                None => Box::pin(pagi::ws::refuse(receive, send)),
+            },
             Scope::Lifespan(_) => Box::pin(pagi::lifespan::acknowledge(receive, send)),
             other => Box::pin(async move { Err(pagi::unsupported_scope(&other)) }),
         }

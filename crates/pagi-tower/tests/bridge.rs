@@ -426,31 +426,23 @@ async fn pagi_service_completes_whole_responses_and_answers_500_for_failures() {
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
 
-    for method in ["GET", "HEAD"] {
+    for (method, path, status, end) in [
+        ("GET", "/whole", 200, "complete"),
+        ("HEAD", "/whole", 200, "complete"),
+        ("GET", "/panic", 500, "disconnect server_error"),
+        ("GET", "/fail-after-start", 500, "disconnect server_error"),
+    ] {
         let r = exchange(
             addr,
-            &format!("{method} /whole HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+            &format!("{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
         )
         .await;
-        assert_eq!(r.status, 200, "{method}");
-        let end = tokio::time::timeout(STEP, ends.recv())
+        assert_eq!(r.status, status, "{method} {path}");
+        let seen = tokio::time::timeout(STEP, ends.recv())
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(end, "complete", "{method}");
-    }
-    for path in ["/panic", "/fail-after-start"] {
-        let r = exchange(
-            addr,
-            &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
-        )
-        .await;
-        assert_eq!(r.status, 500, "{path}");
-        let end = tokio::time::timeout(STEP, ends.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(end, "disconnect server_error", "{path}");
+        assert_eq!(seen, end, "{method} {path}");
     }
     server.abort();
 }
