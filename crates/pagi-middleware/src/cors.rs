@@ -205,14 +205,15 @@ impl<A: App> App for Cors<A> {
         receive: Receiver,
         send: Sender,
     ) -> BoxFuture<Result<(), BoxError>> {
-        let origin = scope.header("origin").map(str::to_owned);
-        let allowed = origin.as_deref().and_then(|o| self.policy.allow(o));
+        let origin = scope.header("origin");
+        let has_origin = origin.is_some();
+        let allowed = origin.and_then(|o| self.policy.allow(o));
         match &scope {
-            Scope::WebSocket(_) if origin.is_some() && allowed.is_none() => {
+            Scope::WebSocket(_) if has_origin && allowed.is_none() => {
                 return Box::pin(pagi::ws::refuse(receive, send));
             }
             Scope::Http(_)
-                if origin.is_some()
+                if has_origin
                     && scope.method() == Some("OPTIONS")
                     && scope.header("access-control-request-method").is_some() =>
             {

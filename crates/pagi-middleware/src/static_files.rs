@@ -136,7 +136,6 @@ async fn serve(
     Ok(())
 }
 
-/// The regular file `route_path` names under `root` (a directory means its
 /// Run blocking file-system calls off the async worker threads where
 /// tokio's blocking pool is at hand; else right here. `None` if the pool
 /// dropped the call (the runtime is shutting down).
@@ -154,6 +153,7 @@ async fn off_the_executor<T: Send + 'static>(
     f()
 }
 
+/// The regular file `route_path` names under `root` (a directory means its
 /// `index.html`), opened, with its metadata and its real path; `None` if
 /// there is none or it lies outside the root.
 fn open(root: &Path, route_path: &str) -> Option<(std::fs::File, std::fs::Metadata, PathBuf)> {

@@ -99,16 +99,18 @@ impl WebSocketHost {
         &self,
         request: http::Request<B>,
     ) -> pagi::BoxFuture<http::Response<Full<Bytes>>> {
-        let refusal = match tunnel_of(&request) {
-            None => Some((400, "Not a WebSocket handshake")),
-            Some(_) if *self.phase.borrow() != Phase::Running => Some((503, "Shutting down")),
-            Some(_) => None,
+        let tunnel = match tunnel_of(&request) {
+            None => Err((400, "Not a WebSocket handshake")),
+            Some(_) if *self.phase.borrow() != Phase::Running => Err((503, "Shutting down")),
+            Some(tunnel) => Ok(tunnel),
         };
-        if let Some((status, why)) = refusal {
-            let resp = crate::wire::h2::canned(status, why).map(Full::new);
-            return Box::pin(async move { resp });
-        }
-        let tunnel = tunnel_of(&request).expect("checked above");
+        let tunnel = match tunnel {
+            Ok(tunnel) => tunnel,
+            Err((status, why)) => {
+                let resp = crate::wire::h2::canned(status, why).map(Full::new);
+                return Box::pin(async move { resp });
+            }
+        };
         let info = Arc::new(ConnInfo {
             client: request.extensions().get::<ClientAddr>().map(|c| c.0),
             proxy_trusted: false,

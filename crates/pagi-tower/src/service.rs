@@ -8,7 +8,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue};
+use http::header::HeaderMap;
 
 use crate::headers::{to_map, to_pagi};
 use http_body::{Body, Frame, SizeHint};
@@ -189,8 +189,7 @@ where
                 }
                 None => {
                     // The app ended (or failed) without a response.
-                    shared.conn.disconnect("server_error");
-                    shared.transport.close();
+                    shared.end(Some("server_error"));
                     let body = ResponseBody {
                         shared,
                         keepalive: None,
@@ -237,8 +236,7 @@ impl Waiting {
 impl Drop for Waiting {
     fn drop(&mut self) {
         if let Some(shared) = self.0.take() {
-            shared.conn.disconnect("client_closed");
-            shared.transport.close();
+            shared.end(Some("client_closed"));
         }
     }
 }
@@ -357,9 +355,7 @@ impl Inner {
             self.bytes += d.len();
         }
         self.frames.push_back(frame);
-        if let Some(w) = self.body_waker.take() {
-            w.wake();
-        }
+        self.wake_body();
     }
 }
 
@@ -394,9 +390,17 @@ impl Shared {
                 inner.release_head();
             }
         }
-        if let Some(w) = inner.body_waker.take() {
-            w.wake();
+        inner.wake_body();
+    }
+
+    /// The exchange is over for the app: complete (`None`) or disconnected
+    /// for `reason`; either way its sends turn into no-ops.
+    fn end(&self, disconnect: Option<&'static str>) {
+        match disconnect {
+            None => self.conn.mark_complete(),
+            Some(reason) => self.conn.disconnect(reason),
         }
+        self.transport.close();
     }
 
     fn start(
@@ -410,15 +414,7 @@ impl Shared {
             .ok()
             .filter(|s| !s.is_informational())
             .ok_or_else(|| SendError::invalid(format!("Invalid status code {status}")))?;
-        let mut map = to_map(headers, "header")?;
-        if next == Stage::Events {
-            for (name, value) in [
-                ("content-type", "text/event-stream"),
-                ("cache-control", "no-cache"),
-            ] {
-                map.entry(name).or_insert(HeaderValue::from_static(value));
-            }
-        }
+        let map = to_map(headers, "header")?;
         inner.head = Some((status, map));
         inner.stage = next;
         self.conn.mark_response_started();
@@ -484,6 +480,8 @@ impl EventSink for Shared {
                 Ok(())
             }
             (SendEvent::SseStart { status, headers }, Stage::Init, true) => {
+                let mut headers = headers;
+                pagi::sse_wire::add_default_headers(&mut headers);
                 self.start(&mut inner, status, &headers, Stage::Events)
             }
             (
@@ -602,8 +600,7 @@ where
                 }
                 Some(Err(_)) => {
                     self.body = None;
-                    self.shared.conn.disconnect("client_closed");
-                    self.shared.transport.close();
+                    self.shared.end(Some("client_closed"));
                 }
             }
         }
@@ -643,13 +640,14 @@ impl Body for ResponseBody {
     type Error = BoxError;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.finished {
+        let this = self.get_mut();
+        if this.finished {
             return Poll::Ready(None);
         }
-        let shared = self.shared.clone();
+        let shared = &this.shared;
         let mut inner = shared.lock();
         if let Some(frame) = inner.frames.pop_front() {
             if let Some(d) = frame.data_ref() {
@@ -659,47 +657,47 @@ impl Body for ResponseBody {
             if inner.stage == Stage::Done && inner.frames.is_empty() {
                 // The last frame: hyper may not poll again (a known length
                 // is satisfied), so the request completes here.
-                self.finished = true;
-                shared.conn.mark_complete();
-                shared.transport.close();
+                this.finished = true;
+                shared.end(None);
             }
             return Poll::Ready(Some(Ok(frame)));
         }
         if inner.failed {
-            self.finished = true;
-            shared.conn.disconnect("server_error");
-            shared.transport.close();
+            this.finished = true;
+            shared.end(Some("server_error"));
             return Poll::Ready(Some(Err("the PAGI app failed during its response".into())));
         }
         if inner.stage == Stage::Done {
-            self.finished = true;
-            shared.conn.mark_complete();
-            shared.transport.close();
+            this.finished = true;
+            shared.end(None);
             return Poll::Ready(None);
         }
         inner.body_waker = Some(cx.waker().clone());
         // SSE keepalive comments, on the body's own clock, while the
-        // event stream runs (never into a declining response).
-        let wanted = if inner.stage == Stage::Events {
-            inner.keepalive.clone()
+        // event stream runs (never into a declining response). The
+        // setting is copied out only when its generation changed.
+        let current = this.keepalive.as_ref().map(|k| k.2);
+        let changed = if inner.stage == Stage::Events {
+            inner
+                .keepalive
+                .as_ref()
+                .filter(|k| Some(k.2) != current)
+                .cloned()
         } else {
-            self.keepalive = None;
+            this.keepalive = None;
             None
         };
         drop(inner);
-        let current = self.keepalive.as_ref().map(|k| k.2);
-        if let Some((interval, comment, generation)) = wanted {
-            if current != Some(generation) {
-                // A new setting: restart the clock (a zero interval stops it).
-                self.keepalive = (!interval.is_zero()).then(|| {
-                    let start = tokio::time::Instant::now() + interval;
-                    let mut timer = tokio::time::interval_at(start, interval);
-                    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    (timer, comment, generation)
-                });
-            }
+        if let Some((interval, comment, generation)) = changed {
+            // A new setting: restart the clock (a zero interval stops it).
+            this.keepalive = (!interval.is_zero()).then(|| {
+                let start = tokio::time::Instant::now() + interval;
+                let mut timer = tokio::time::interval_at(start, interval);
+                timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                (timer, comment, generation)
+            });
         }
-        if let Some((timer, comment, _)) = self.keepalive.as_mut() {
+        if let Some((timer, comment, _)) = this.keepalive.as_mut() {
             if timer.poll_tick(cx).is_ready() {
                 return Poll::Ready(Some(Ok(Frame::data(comment.clone()))));
             }
@@ -734,12 +732,8 @@ impl Drop for ResponseBody {
                 let inner = self.shared.lock();
                 inner.stage == Stage::Done && !inner.failed
             };
-            if done {
-                self.shared.conn.mark_complete();
-            } else {
-                self.shared.conn.disconnect("client_closed");
-            }
-            self.shared.transport.close();
+            self.shared
+                .end(if done { None } else { Some("client_closed") });
         }
     }
 }

@@ -112,12 +112,7 @@ where
     B::Error: Into<BoxError>,
 {
     let http11 = scope.http_version != HttpVersion::Http2;
-    let trailers_ok = !sse
-        && (!http11
-            || scope.headers.get_all("te").any(|v| {
-                v.split(|&b| b == b',')
-                    .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
-            }));
+    let trailers_ok = !sse && (!http11 || scope.headers.has_token("te", "trailers"));
     let request = match to_request(scope, RequestBody::new(receive)) {
         Ok(request) => request,
         // A target, method or header the `http` crate will not carry is
@@ -291,9 +286,7 @@ impl Body for RequestBody {
                 | ReceiveEvent::SseRequest { body, more } => (body, more),
                 e if e.is_disconnect() => {
                     self.receive = None;
-                    return Poll::Ready(Some(Err(
-                        "client disconnected during the request body".into()
-                    )));
+                    return Poll::Ready(Some(Err(pagi::http::BodyError::Disconnected.into())));
                 }
                 _ => continue,
             };

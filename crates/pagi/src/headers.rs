@@ -53,6 +53,22 @@ impl Headers {
             .map(|(_, v)| v)
     }
 
+    /// Whether any comma-separated element of the `name` values equals
+    /// `token` (both case-insensitive), as in `Connection: keep-alive,
+    /// Upgrade` or `TE: trailers`.
+    ///
+    /// ```
+    /// let h = pagi::Headers::new().with("connection", "keep-alive, Upgrade");
+    /// assert!(h.has_token("Connection", "upgrade"));
+    /// assert!(!h.has_token("connection", "close"));
+    /// ```
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.get_all(name).any(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    }
+
     /// Whether a header named `name` (case-insensitive) is present.
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()

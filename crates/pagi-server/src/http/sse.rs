@@ -69,12 +69,7 @@ impl EventSink for SseSink {
         match (event, *stage) {
             (SendEvent::SseStart { status, headers }, Stage::Init) => {
                 let mut headers = headers;
-                if !headers.contains("content-type") {
-                    headers.push("content-type", "text/event-stream");
-                }
-                if !headers.contains("cache-control") {
-                    headers.push("cache-control", "no-cache");
-                }
+                pagi::sse_wire::add_default_headers(&mut headers);
                 self.ex.start(status, headers, false)?;
                 *stage = Stage::Streaming;
                 Ok(())

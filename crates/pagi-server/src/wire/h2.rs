@@ -11,7 +11,7 @@ use super::response::parse_content_length;
 
 /// A header's name: the common response ones without parsing; `None` for
 /// a name that is not one (the app's headers were checked when sent).
-pub(crate) fn header_name(name: &[u8]) -> Option<HeaderName> {
+fn header_name(name: &[u8]) -> Option<HeaderName> {
     let known = match name {
         b"content-type" => header::CONTENT_TYPE,
         b"content-length" => header::CONTENT_LENGTH,
@@ -29,7 +29,7 @@ pub(crate) fn header_name(name: &[u8]) -> Option<HeaderName> {
 }
 
 /// Fields that exist only on HTTP/1.1 connections (RFC 9113 §8.2.2).
-pub(crate) fn is_connection_specific(name: &HeaderName) -> bool {
+fn is_connection_specific(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
         "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade"

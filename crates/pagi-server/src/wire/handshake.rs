@@ -3,7 +3,6 @@
 use pagi::Headers;
 
 use super::h1::head::{Head, Version};
-use super::request::header_has_token;
 
 /// Why a handshake was refused, and with which status.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,6 +19,14 @@ pub(crate) fn validate(head: &Head) -> Result<(), Refusal> {
     validate_parts(&head.method, head.version == Version::Http11, &head.headers)
 }
 
+/// The `Sec-WebSocket-Accept` answer to a validated request's key.
+pub(crate) fn accept_key_of(h: &Headers) -> String {
+    let key = h
+        .get("sec-websocket-key")
+        .map_or(&[][..], |k| k.trim_ascii());
+    pagi_ws::handshake::accept_key(key)
+}
+
 /// [`validate`] on a request's parts, wherever it was parsed.
 pub(crate) fn validate_parts(method: &str, http11: bool, h: &Headers) -> Result<(), Refusal> {
     if method != "GET" {
@@ -28,7 +35,7 @@ pub(crate) fn validate_parts(method: &str, http11: bool, h: &Headers) -> Result<
     if !http11 {
         return Err(Refusal::BadRequest("WebSocket handshake needs HTTP/1.1"));
     }
-    if !header_has_token(h, "connection", "upgrade") {
+    if !h.has_token("connection", "upgrade") {
         return Err(Refusal::BadRequest("missing Connection: upgrade"));
     }
     match h.get("sec-websocket-version") {

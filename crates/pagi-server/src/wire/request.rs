@@ -104,15 +104,6 @@ pub(crate) fn decode_path(raw: &[u8]) -> String {
     percent_decode(raw).decode_utf8_lossy().into_owned()
 }
 
-/// Whether any comma-separated element of the `name` header values equals
-/// `token` (case-insensitive), e.g. `Connection: keep-alive, Upgrade`.
-pub(crate) fn header_has_token(headers: &Headers, name: &str, token: &str) -> bool {
-    headers.get_all(name).any(|v| {
-        v.split(|&b| b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,12 +150,5 @@ mod tests {
                 ("cookie".into(), "a=1; b=2".into()),
             ]
         );
-    }
-
-    #[test]
-    fn connection_tokens_are_matched_case_insensitively() {
-        let h = Headers::new().with("connection", "keep-alive, Upgrade");
-        assert!(header_has_token(&h, "Connection", "upgrade"));
-        assert!(!header_has_token(&h, "connection", "close"));
     }
 }

@@ -66,12 +66,7 @@ pub(crate) fn serve_h1<I: Io>(
             let _ = io.shutdown().await;
         });
     }
-    let key = head
-        .headers
-        .get("sec-websocket-key")
-        .map(|k| k.trim_ascii().to_vec())
-        .unwrap_or_default();
-    let accept_key = pagi_ws::handshake::accept_key(&key);
+    let accept_key = handshake::accept_key_of(&head.headers);
     let (client, _) = info.identity(&head.headers, &ctx.config.proxy);
     let log = ctx
         .access_log
@@ -210,11 +205,7 @@ pub(crate) fn serve_tunnel<B>(
                 };
                 return Box::pin(async move { resp });
             }
-            let key = head
-                .headers
-                .get("sec-websocket-key")
-                .map(|k| k.trim_ascii().to_vec());
-            let accept_key = pagi_ws::handshake::accept_key(&key.unwrap_or_default());
+            let accept_key = handshake::accept_key_of(&head.headers);
             (head, Some(accept_key))
         }
     };

@@ -144,8 +144,8 @@ impl Response {
 
     /// Add every header of `headers`, after those already set.
     pub fn with_headers(mut self, headers: Headers) -> Self {
-        for (name, value) in headers.iter() {
-            self.headers.push(name.clone(), value.clone());
+        for (name, value) in headers {
+            self.headers.push(name, value);
         }
         self
     }
@@ -265,17 +265,12 @@ impl BodyWriter {
 
     /// End the body (and send empty trailers if they were announced).
     pub async fn finish(self) -> Result<(), SendError> {
+        if self.trailers {
+            return self.finish_with_trailers(Headers::new()).await;
+        }
         self.send
             .send(SendEvent::response_body(Bytes::new(), false))
-            .await?;
-        if self.trailers {
-            self.send
-                .send(SendEvent::HttpResponseTrailers {
-                    headers: Headers::new(),
-                })
-                .await?;
-        }
-        Ok(())
+            .await
     }
 
     /// End the body with trailers (the response must have announced them:

@@ -81,6 +81,26 @@ fn lines(s: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// What `sse.start` implies unless the app says otherwise: `Content-Type:
+/// text/event-stream` and `Cache-Control: no-cache`.
+///
+/// ```
+/// let mut headers = pagi::Headers::new().with("cache-control", "no-store");
+/// pagi::sse_wire::add_default_headers(&mut headers);
+/// assert_eq!(&headers.get("content-type").unwrap()[..], b"text/event-stream");
+/// assert_eq!(&headers.get("cache-control").unwrap()[..], b"no-store");
+/// ```
+pub fn add_default_headers(headers: &mut Headers) {
+    for (name, value) in [
+        ("content-type", "text/event-stream"),
+        ("cache-control", "no-cache"),
+    ] {
+        if !headers.contains(name) {
+            headers.push(name, value);
+        }
+    }
+}
+
 /// Whether a request's `Accept` asks for an event stream.
 pub fn wants_event_stream(headers: &Headers) -> bool {
     headers.get_all("accept").any(|v| {
